@@ -1,0 +1,5 @@
+"""``python -m eochange``."""
+
+from eochange.cli import entry
+
+entry()

@@ -1,0 +1,1 @@
+"""Readers and writers: GeoTIFF/COG via rasterio, Zarr datacubes, atomic writes."""

@@ -1,0 +1,323 @@
+"""The eochange datacube: one Zarr v3 store, one group per area, xarray-readable.
+
+Layout of a cube ``CUBES.zarr``::
+
+    zarr.json                 root attributes: format, dataset metadata, splits
+    <area_id>/                one group per area (written under a temporary name, renamed
+                              into place when complete, so an area either exists whole or not)
+      image   (time, band, y, x)  uint16/int16, chunks (1, C, chunk, chunk)
+      time    (time,)             int64 days since the reference date (CF units -> datetime64)
+      band    (band,)             band names
+      label   (month, y, x)       uint8 label bit mask (bit i = one-hot band i set)
+      month   (month,)            int64 days since the reference date of each month's first day
+      y, x                        pixel-centre coordinates in the area's CRS
+      spatial_ref ()              CRS as CF/GDAL attributes
+
+One frame is one chunk row in time, so a sample of any temporal sampling reads exactly the
+frames it needs, and a spatial crop reads only the chunks it overlaps. Areas open with
+``xarray.open_zarr(CUBE, group=AREA_ID, consolidated=False)`` as well as with
+:func:`open_cube`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from affine import Affine
+from rasterio.crs import CRS
+from zarr.codecs import BloscCodec
+
+from eochange import __version__
+from eochange.errors import DataError
+from eochange.io.atomic import publish, remove_path, temporary_sibling
+
+CUBE_FORMAT = "eochange.cube"
+CUBE_VERSION = 1
+DEFAULT_CHUNK = 256
+
+Window = tuple[int, int, int, int]
+"""``(row_off, col_off, height, width)``."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Pixel grid of an area: size, CRS (WKT) and affine transform."""
+
+    height: int
+    width: int
+    crs: str
+    transform: Affine
+
+
+def _compressor(level: int = 5) -> BloscCodec:
+    # LZ4 with byte shuffle decodes at memory speed; reflectance compresses ~2x with it.
+    return BloscCodec(cname="lz4", clevel=level, shuffle="shuffle")
+
+
+def is_cube(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is an eochange cube (a Zarr group with the cube format attribute)."""
+    meta = Path(path) / "zarr.json"
+    if not meta.is_file():
+        return False
+    try:
+        attrs = json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return False
+    return attrs.get("format") == CUBE_FORMAT
+
+
+def create_cube(path: str | os.PathLike[str], attrs: dict[str, Any]) -> zarr.Group:
+    """Create a cube root (or open an existing one) and set its attributes.
+
+    Args:
+        path: The ``.zarr`` folder.
+        attrs: Dataset metadata (JSON-serialisable).
+
+    Raises:
+        DataError: ``path`` exists and is something other than an eochange cube.
+
+    """
+    path = Path(path)
+    if path.exists() and not is_cube(path):
+        if path.is_dir() and not any(path.iterdir()):
+            pass
+        else:
+            raise DataError(f"{path}: exists and is not an eochange cube; choose another --out")
+    root = zarr.open_group(path, mode="a", zarr_format=3)
+    root.attrs.update({"format": CUBE_FORMAT, "version": CUBE_VERSION, **attrs})
+    return root
+
+
+class AreaWriter:
+    """Stream one area into a cube, frame by frame, and publish it atomically.
+
+    Use as a context manager: the area is written under a temporary name and renamed to
+    ``<cube>/<area_id>`` by :meth:`commit`; on an exception the temporary group is removed
+    and an earlier complete version of the area (if any) is left as it was.
+    """
+
+    def __init__(
+        self,
+        cube: str | os.PathLike[str],
+        area_id: str,
+        *,
+        grid: Grid,
+        dates: Sequence[int],
+        months: Sequence[str],
+        bands: Sequence[str],
+        dtype: str = "uint16",
+        reference_date: date = date(2018, 1, 1),
+        chunk: int = DEFAULT_CHUNK,
+        attrs: dict[str, Any] | None = None,
+    ) -> None:
+        self.final = Path(cube) / area_id
+        self.area_id = area_id
+        self.grid = grid
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = temporary_sibling(self.final)
+        self._done = False
+        group = zarr.open_group(self.tmp, mode="w", zarr_format=3)
+        units = f"days since {reference_date.isoformat()}"
+        height, width = grid.height, grid.width
+        chunk_hw = (min(chunk, height), min(chunk, width))
+        self.image = group.create_array(
+            "image",
+            shape=(len(dates), len(bands), height, width),
+            chunks=(1, len(bands), *chunk_hw),
+            dtype=dtype,
+            fill_value=0,
+            compressors=[_compressor()],
+            dimension_names=("time", "band", "y", "x"),
+            attributes={"grid_mapping": "spatial_ref"},
+        )
+        self.label = group.create_array(
+            "label",
+            shape=(len(months), height, width),
+            chunks=(1, *chunk_hw),
+            dtype="uint8",
+            fill_value=0,
+            compressors=[_compressor()],
+            dimension_names=("month", "y", "x"),
+            attributes={
+                "grid_mapping": "spatial_ref",
+                "encoding": "bit i is set where one-hot label band i is 255",
+            },
+        )
+        cal = {"units": units, "calendar": "proleptic_gregorian"}
+        self._coord(group, "time", np.asarray(dates, dtype=np.int64), cal)
+        month_days = [(date(int(m[:4]), int(m[5:7]), 1) - reference_date).days for m in months]
+        self._coord(group, "month", np.asarray(month_days, dtype=np.int64), cal)
+        self._coord(group, "band", np.asarray(list(bands), dtype=str), {})
+        t = grid.transform
+        x = t.c + t.a * (np.arange(width) + 0.5)
+        y = t.f + t.e * (np.arange(height) + 0.5)
+        self._coord(group, "x", x, {"standard_name": "projection_x_coordinate", "units": "m"})
+        self._coord(group, "y", y, {"standard_name": "projection_y_coordinate", "units": "m"})
+        crs = CRS.from_user_input(grid.crs)
+        ref = group.create_array("spatial_ref", shape=(), dtype="int64", dimension_names=())
+        ref[...] = 0
+        ref.attrs.update(
+            {
+                "crs_wkt": crs.to_wkt(),
+                "spatial_ref": crs.to_wkt(),
+                "GeoTransform": " ".join(str(v) for v in t.to_gdal()),
+            }
+        )
+        group.attrs.update(
+            {
+                "area_id": area_id,
+                "crs": crs.to_wkt(),
+                "transform": list(t)[:6],
+                "reference_date": reference_date.isoformat(),
+                "eochange_version": __version__,
+                "months": list(months),
+                "complete": False,
+                **(attrs or {}),
+            }
+        )
+        self.group = group
+
+    @staticmethod
+    def _coord(group: zarr.Group, name: str, values: np.ndarray, attrs: dict[str, Any]) -> None:
+        # Strings as Zarr's variable-length "string" type (fixed-width UTF-32 has no spec).
+        dtype = str if values.dtype.kind == "U" else values.dtype
+        arr = group.create_array(name, shape=values.shape, dtype=dtype, dimension_names=(name,))
+        arr[:] = values
+        if attrs:
+            arr.attrs.update(attrs)
+
+    def write_frame(self, index: int, frame: np.ndarray) -> None:
+        """Write image frame ``index`` (``(C, H, W)``)."""
+        self.image[index] = frame
+
+    def write_label(self, index: int, bits: np.ndarray) -> None:
+        """Write the label bit mask of month ``index`` (``(H, W)`` uint8)."""
+        self.label[index] = bits
+
+    def commit(self) -> Path:
+        """Mark the area complete and move it into place."""
+        self.group.attrs["complete"] = True
+        self._done = True
+        return publish(self.tmp, self.final)
+
+    def abort(self) -> None:
+        """Discard the temporary group; an earlier complete area stays as it was."""
+        self._done = True
+        remove_path(self.tmp)
+
+    def __enter__(self) -> AreaWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if not self._done:
+            self.abort()
+
+
+class CubeArea:
+    """Read access to one area of a cube."""
+
+    def __init__(self, group: zarr.Group, area_id: str) -> None:
+        self.area_id = area_id
+        self.group = group
+        attrs = dict(group.attrs)
+        self.attrs = attrs
+        self.image = group["image"]
+        self.label_array = group["label"]
+        height, width = self.image.shape[-2:]
+        self.grid = Grid(int(height), int(width), attrs["crs"], Affine(*attrs["transform"]))
+        self.dates = np.asarray(group["time"][:], dtype=np.int64)
+        self.month_days = np.asarray(group["month"][:], dtype=np.int64)
+        self.bands = [str(b) for b in group["band"][:]]
+        self._month_index = {m: i for i, m in enumerate(attrs.get("months", []))}
+
+    @property
+    def months(self) -> list[str]:
+        """Labelled months, ``YYYY-MM``."""
+        return list(self._month_index)
+
+    def month_index(self, month: str) -> int:
+        """Index of a month in the label array."""
+        try:
+            return self._month_index[month]
+        except KeyError:
+            raise DataError(
+                f"area {self.area_id}: no label for month {month} in the cube"
+            ) from None
+
+    def read_images(self, times: Sequence[int], window: Window | None = None) -> np.ndarray:
+        """Frames ``times`` (indexes into :attr:`dates`) of a window, ``(T, C, h, w)``."""
+        rows, cols = _slices(window)
+        times = list(times)
+        if len(times) == 0:
+            return np.zeros((0, self.image.shape[1], 0, 0), dtype=self.image.dtype)
+        first, last = times[0], times[-1]
+        if times == list(range(first, last + 1)):
+            return self.image[first : last + 1, :, rows, cols]
+        return self.image.get_orthogonal_selection((times, slice(None), rows, cols))
+
+    def read_label_bits(self, month: str, window: Window | None = None) -> np.ndarray:
+        """Label bit mask of a month, ``(h, w)`` uint8."""
+        rows, cols = _slices(window)
+        return self.label_array[self.month_index(month), rows, cols]
+
+
+def _slices(window: Window | None) -> tuple[slice, slice]:
+    if window is None:
+        return slice(None), slice(None)
+    row, col, height, width = window
+    return slice(row, row + height), slice(col, col + width)
+
+
+class Cube:
+    """An eochange cube opened for reading."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not is_cube(self.path):
+            raise DataError(f"{self.path}: not an eochange cube (no {CUBE_FORMAT} zarr.json)")
+        self.root = zarr.open_group(self.path, mode="r", zarr_format=3)
+        self.attrs: dict[str, Any] = dict(self.root.attrs)
+        self._areas: dict[str, CubeArea] = {}
+
+    def area_ids(self, complete_only: bool = True) -> list[str]:
+        """Areas in the cube (complete ones only by default), sorted."""
+        ids = []
+        for entry in sorted(os.scandir(self.path), key=lambda e: e.name):
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            if not complete_only or area_is_complete(self.path, entry.name):
+                ids.append(entry.name)
+        return ids
+
+    def area(self, area_id: str) -> CubeArea:
+        """Open an area (cached)."""
+        if area_id not in self._areas:
+            if not area_is_complete(self.path, area_id):
+                raise DataError(
+                    f"{self.path}: area {area_id} is missing or incomplete; run "
+                    "'eochange prepare' again to finish it"
+                )
+            self._areas[area_id] = CubeArea(self.root[area_id], area_id)
+        return self._areas[area_id]
+
+
+def area_is_complete(cube: str | os.PathLike[str], area_id: str) -> bool:
+    """Whether an area group exists and was committed (cheap: reads one JSON file)."""
+    meta = Path(cube) / area_id / "zarr.json"
+    try:
+        return bool(json.loads(meta.read_text())["attributes"].get("complete"))
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def open_cube(path: str | os.PathLike[str]) -> Cube:
+    """Open an eochange cube for reading."""
+    return Cube(path)

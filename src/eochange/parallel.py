@@ -1,0 +1,103 @@
+"""Fan-out of independent tasks (areas, tiles) through Dask.
+
+``scheduler`` is None or ``"local"`` for a local Dask cluster of processes (the default),
+``"threads"`` for a local cluster of threads, ``"synchronous"`` to run in this process
+(debugging, tests), or the address of a running Dask scheduler (``tcp://host:8786``) to
+use a cluster; its workers must see the same paths.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from tqdm.auto import tqdm
+
+from eochange.errors import ConfigError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+LOCAL_SCHEDULERS = ("local", "threads", "synchronous")
+
+
+def check_scheduler(scheduler: str | None) -> None:
+    """Raise ConfigError unless ``scheduler`` is None, a local mode or an address."""
+    if scheduler is None or scheduler in LOCAL_SCHEDULERS or "://" in scheduler:
+        return
+    raise ConfigError(
+        f"--scheduler: expected {', '.join(LOCAL_SCHEDULERS)} or a scheduler address like "
+        f"tcp://host:8786, got {scheduler!r}"
+    )
+
+
+def map_tasks(
+    func: Callable[[T], R],
+    items: Sequence[T],
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+    desc: str = "tasks",
+) -> list[R | BaseException]:
+    """Run ``func`` on every item through Dask; return results or exceptions, in order.
+
+    A failing task does not stop the others: its exception takes its place in the list,
+    so the caller can keep the finished work and report every failure at once.
+
+    Args:
+        func: A picklable (module-level) function of one item.
+        items: The task inputs.
+        scheduler: See the module docstring.
+        workers: Local worker processes (default: the CPU count, at most one per item).
+        progress: Show a progress bar.
+        desc: Progress bar label.
+
+    """
+    check_scheduler(scheduler)
+    results: list[Any] = [None] * len(items)
+    if not items:
+        return results
+    bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="task")
+    if scheduler == "synchronous":
+        for i, item in enumerate(items):
+            try:
+                results[i] = func(item)
+            except Exception as err:  # noqa: BLE001 - reported by the caller
+                results[i] = err
+            bar.update()
+        bar.close()
+        return results
+
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is None or scheduler in ("local", "threads"):
+        n = max(1, min(workers or os.cpu_count() or 1, len(items)))
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=scheduler != "threads",
+            dashboard_address=None,
+            silence_logs=40,
+        )
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        futures = client.map(func, items, pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        for future in as_completed(futures):
+            i = index[future.key]
+            try:
+                results[i] = future.result()
+            except Exception as err:  # noqa: BLE001 - reported by the caller
+                results[i] = err
+            bar.update()
+    finally:
+        bar.close()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return results

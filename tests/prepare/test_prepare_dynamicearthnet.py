@@ -1,0 +1,98 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+
+from eochange.datasets import dynamicearthnet_layout as layout
+from eochange.errors import DataError
+from eochange.io.cube import area_is_complete, open_cube
+from eochange.io.raster import write_raster
+from eochange.prepare import prepare_dynamicearthnet
+
+
+def test_cube_content_matches_the_raw_files(den_root, den_cube):
+    cube = open_cube(den_cube)
+    entries = {e.cube_id: e for s in layout.SPLITS for e in layout.read_split(den_root, s)}
+    assert cube.area_ids() == sorted(entries)
+    assert cube.attrs["dataset"] == "dynamicearthnet" and cube.attrs["bands"] == list(layout.BANDS)
+    assert sorted(cube.attrs["splits"]) == ["test", "train", "val"]
+    for area_id, entry in entries.items():
+        area = cube.area(area_id)
+        assert len(area.dates) == 62 and area.dates[0] == 0 and area.dates[-1] == 61
+        assert area.months == ["2018-01", "2018-02"]
+        with rasterio.open(den_root / entry.planet_dir / "2018-02-14.tif") as src:
+            np.testing.assert_array_equal(area.read_images([44])[0], src.read([3, 2, 1, 4]))
+            assert area.grid.transform == src.transform
+
+
+def _copy(den_root, tmp_path):
+    root = tmp_path / "raw"
+    shutil.copytree(den_root, root)
+    return root
+
+
+def test_rerun_skips_complete_areas_and_redoes_incomplete(den_root, tmp_path):
+    root = _copy(den_root, tmp_path)
+    cube = tmp_path / "c.zarr"
+    first = prepare_dynamicearthnet(root, cube, scheduler="synchronous", chunk=32)
+    assert len(first.written) == 3 and not first.skipped and not first.failed
+    area_ids = sorted(r.area_id for r in first.written)
+    # Simulate an area killed before its commit: marked incomplete.
+    meta = cube / area_ids[1] / "zarr.json"
+    content = json.loads(meta.read_text())
+    content["attributes"]["complete"] = False
+    meta.write_text(json.dumps(content))
+    assert not area_is_complete(cube, area_ids[1])
+    second = prepare_dynamicearthnet(root, cube, scheduler="synchronous", chunk=32)
+    assert [r.area_id for r in second.written] == [area_ids[1]]
+    assert sorted(second.skipped) == [area_ids[0], area_ids[2]]
+    assert area_is_complete(cube, area_ids[1])
+
+
+def test_failed_area_leaves_nothing_and_others_complete(den_root, tmp_path):
+    root = _copy(den_root, tmp_path)
+    entry = layout.read_split(root, "val")[0]
+    bad = root / entry.planet_dir / "2018-01-20.tif"
+    with rasterio.open(bad) as src:
+        crs, transform = src.crs, src.transform
+    write_raster(bad, np.zeros((4, 32, 32), np.uint16), crs=crs, transform=transform)
+    cube = tmp_path / "c.zarr"
+    report = prepare_dynamicearthnet(root, cube, scheduler="synchronous", chunk=32)
+    assert list(report.failed) == [entry.cube_id]
+    assert "2018-01-20.tif" in report.failed[entry.cube_id]
+    assert "64x64" in report.failed[entry.cube_id]
+    assert len(report.written) == 2
+    assert not (cube / entry.cube_id).exists()
+    assert [p.name for p in cube.iterdir() if p.name.startswith(".")] == []
+    # fix the file and run again: only the failed area is written
+    shutil.copy(den_root / entry.planet_dir / "2018-01-20.tif", bad)
+    again = prepare_dynamicearthnet(root, cube, scheduler="synchronous", chunk=32)
+    assert [r.area_id for r in again.written] == [entry.cube_id] and not again.failed
+
+
+def test_local_dask_cluster_is_the_default(den_root, tmp_path):
+    report = prepare_dynamicearthnet(den_root, tmp_path / "c.zarr", workers=2)
+    assert len(report.written) == 3 and not report.failed
+    assert report.megabytes_per_second > 0
+
+
+def test_layout_errors(den_root, tmp_path):
+    with pytest.raises(DataError, match="no split file"):
+        prepare_dynamicearthnet(tmp_path, tmp_path / "c.zarr")
+    root = _copy(den_root, tmp_path)
+    train = root / layout.SPLIT_FOLDER / "train.txt"
+    lines = train.read_text().splitlines()
+    planet, label, month = lines[0].split(" ")
+    train.write_text(
+        "\n".join([*lines, f"/other/dir/{planet.split('/')[-2]}/PF-SR {label} {month}"])
+    )
+    with pytest.raises(DataError, match="has two image folders"):
+        prepare_dynamicearthnet(root, tmp_path / "c.zarr")
+    train.write_text("\n".join(lines) + "\n")
+    entry = layout.read_split(root, "train")[0]
+    for path in (root / entry.planet_dir).glob("2018-02-*.tif"):
+        path.unlink()
+    report = prepare_dynamicearthnet(root, tmp_path / "c.zarr", scheduler="synchronous")
+    assert "no images for month 2018-02" in report.failed[entry.cube_id]
