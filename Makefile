@@ -14,7 +14,6 @@ $(VENV)/bin/python:
 
 # Installed marker files: re-install only when the package metadata or the pins change.
 $(VENV)/.installed: $(VENV)/bin/python pyproject.toml $(CONSTRAINTS)
-	$(PIP_INSTALL) "torch==2.13.0"
 	$(PIP_INSTALL) -e .
 	touch $@
 

@@ -80,13 +80,23 @@ def test_sampling_days_and_dates():
         layout.sampling_days("monthly", "2018-03")
 
 
-def test_list_daily_images_top_folder_only(tmp_path):
-    for name in ["2018-03-02.tif", "2018-03-01.tif", "2018-04-01.tif"]:
+def test_dated_images_top_folder_only_sorted_by_date(tmp_path):
+    for name in ["2018-03-02.tif", "2018-03-01.tif", "2018-04-01.tif", "2018-03-03.tif.aux.xml"]:
         (tmp_path / name).touch()
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "2018-03-05.tif").touch()
-    names = [p.name for p in layout.list_daily_images(tmp_path, "2018-03")]
-    assert names == ["2018-03-01.tif", "2018-03-02.tif"]
+    march = layout.dated_images(tmp_path, "2018-03")
+    assert [(d.day, p.name) for d, p in march] == [(1, "2018-03-01.tif"), (2, "2018-03-02.tif")]
+    assert len(layout.dated_images(tmp_path)) == 3
+    (tmp_path / "2018-03-01_copy.tif").touch()
+    with pytest.raises(DataError, match="two images for 2018-03-01"):
+        layout.dated_images(tmp_path, "2018-03")
+    (tmp_path / "2018-03-01_copy.tif").unlink()
+    (tmp_path / "notes.tif").touch()
+    with pytest.raises(DataError, match="notes.tif: unexpected file"):
+        layout.dated_images(tmp_path)
+    with pytest.raises(DataError, match="image folder not found"):
+        layout.dated_images(tmp_path / "missing")
 
 
 def _onehot(*bands_per_pixel):

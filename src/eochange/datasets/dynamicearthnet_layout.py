@@ -251,21 +251,40 @@ def image_name(day: date) -> str:
     return f"{day.isoformat()}.tif"
 
 
-def list_daily_images(planet_dir: str | os.PathLike[str], month: str) -> list[Path]:
-    """Daily images of a month: files in ``planet_dir`` (not sub-folders) starting with it.
+IMAGE_SUFFIXES = (".tif", ".tiff")
 
-    Upstream walks sub-folders too and then builds wrong paths for their files; only
-    the top folder is listed here, which gives the same result on the real layout.
+
+def dated_images(
+    planet_dir: str | os.PathLike[str], month: str | None = None
+) -> list[tuple[date, Path]]:
+    """The daily images of a folder, sorted by date; only those of ``month`` if given.
+
+    Only the folder itself is listed, not sub-folders: upstream walks sub-folders too and
+    then builds wrong paths for their files; on the real layout the result is the same.
+    Other files (``.aux.xml``, ``.json``) are ignored.
+
+    Raises:
+        DataError: The folder is missing, a GeoTIFF name does not start with a date
+            ``YYYY-MM-DD``, or two images have the same date.
+
     """
     folder = Path(planet_dir)
     if not folder.is_dir():
         raise DataError(f"{folder}: image folder not found")
-    names = sorted(
-        entry.name
-        for entry in os.scandir(folder)
-        if entry.is_file() and entry.name.startswith(month)
-    )
-    return [folder / name for name in names]
+    images: dict[date, Path] = {}
+    for entry in os.scandir(folder):
+        name = entry.name
+        if not entry.is_file() or not name.lower().endswith(IMAGE_SUFFIXES):
+            continue
+        if month is not None and not name.startswith(month):
+            continue
+        day = parse_image_date(folder / name)
+        if day in images:
+            raise DataError(
+                f"{folder}: two images for {day.isoformat()} ({images[day].name} and {name})"
+            )
+        images[day] = folder / name
+    return sorted(images.items())
 
 
 def sampling_days(sampling: str, month: str) -> list[date] | None:
@@ -291,7 +310,9 @@ def parse_image_date(path: str | os.PathLike[str]) -> date:
     try:
         return date.fromisoformat(name[:10])
     except ValueError:
-        raise DataError(f"{path}: image name must start with a date YYYY-MM-DD") from None
+        raise DataError(
+            f"{path}: unexpected file; daily image names must start with a date YYYY-MM-DD"
+        ) from None
 
 
 # --- labels -----------------------------------------------------------------------------

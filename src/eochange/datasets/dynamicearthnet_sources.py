@@ -84,10 +84,10 @@ class RawSource:
         folder = self.planet_dir(entry)
         days = layout.sampling_days(sampling, entry.month)
         if days is None:
-            paths = [p for p in layout.list_daily_images(folder, entry.month) if _is_tif(p)]
-            if not paths:
+            images = layout.dated_images(folder, entry.month)
+            if not images:
                 raise _missing_month(str(folder), entry.month)
-            return [layout.parse_image_date(p) for p in paths], paths
+            return [day for day, _ in images], [path for _, path in images]
         if not folder.is_dir():
             raise DataError(f"{folder}: image folder not found")
         paths = [folder / layout.image_name(day) for day in days]
@@ -103,14 +103,10 @@ class RawSource:
         """Grid of the area, from the header of its first image of the month (cached)."""
         grid = self._grids.get(entry.planet_dir)
         if grid is None:
-            paths = [
-                p
-                for p in layout.list_daily_images(self.planet_dir(entry), entry.month)
-                if _is_tif(p)
-            ]
-            if not paths:
+            images = layout.dated_images(self.planet_dir(entry), entry.month)
+            if not images:
                 raise _missing_month(str(self.planet_dir(entry)), entry.month)
-            info = raster_info(paths[0])
+            info = raster_info(images[0][1])
             crs = info.crs.to_wkt() if info.crs is not None else ""
             grid = Grid(info.height, info.width, crs, info.transform)
             self._grids[entry.planet_dir] = grid
@@ -155,15 +151,12 @@ class RawSource:
         return layout.onehot_to_bits(onehot, str(path))
 
 
-def _is_tif(path: Path) -> bool:
-    return path.suffix.lower() in (".tif", ".tiff")
-
-
 class CubeSource:
     """An eochange cube made by ``eochange prepare dynamicearthnet``."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.cube = Cube(path)
+        self._positions: dict[str, dict[date, int]] = {}
         if self.cube.attrs.get("dataset") != "dynamicearthnet":
             raise DataError(
                 f"{path}: cube holds {self.cube.attrs.get('dataset')!r}, not dynamicearthnet"
@@ -179,15 +172,17 @@ class CubeSource:
 
     def frames(self, entry: layout.SplitEntry, sampling: str) -> tuple[list[date], list[int]]:
         """Dates and time indexes of the sample's frames in the area's image array."""
-        area = self.cube.area(entry.cube_id)
-        all_days = [layout.date_from_days(d) for d in area.dates]
-        position = {day: i for i, day in enumerate(all_days)}
+        position = self._positions.get(entry.cube_id)
+        if position is None:
+            dates = self.cube.area(entry.cube_id).dates
+            position = {layout.date_from_days(d): i for i, d in enumerate(dates)}
+            self._positions[entry.cube_id] = position
         days = layout.sampling_days(sampling, entry.month)
         if days is None:
-            indexes = [i for i, day in enumerate(all_days) if day.strftime("%Y-%m") == entry.month]
-            if not indexes:
+            days = [d for d in layout.month_days(entry.month) if d in position]
+            if not days:
                 raise _missing_month(f"{self.cube.path}/{entry.cube_id}", entry.month)
-            return [all_days[i] for i in indexes], indexes
+            return days, [position[d] for d in days]
         missing = [d.isoformat() for d in days if d not in position]
         if missing:
             raise DataError(

@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from eochange.datasets import dynamicearthnet_layout as layout
 from eochange.datasets.dynamicearthnet_sources import IMAGE_DTYPES
 from eochange.errors import DataError
@@ -108,21 +106,11 @@ def prepare_area(spec: AreaSpec) -> AreaResult:
     start = time.perf_counter()
     root = Path(spec.root)
     folder = root / spec.planet_dir
-    if not folder.is_dir():
-        raise DataError(f"{folder}: image folder of area {spec.area_id} not found")
-    paths = sorted(
-        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".tif", ".tiff")),
-        key=lambda p: p.name,
-    )
-    if not paths:
+    images = layout.dated_images(folder)
+    if not images:
         raise DataError(f"{folder}: no daily images (expected YYYY-MM-DD.tif files)")
-    days = [layout.parse_image_date(p) for p in paths]
-    if len(set(days)) != len(days):
-        dup = sorted({d for d in days if days.count(d) > 1})[0]
-        raise DataError(f"{folder}: several images for {dup.isoformat()}")
-    order = np.argsort([d.toordinal() for d in days], kind="stable")
-    paths = [paths[i] for i in order]
-    days = [days[i] for i in order]
+    days = [day for day, _ in images]
+    paths = [path for _, path in images]
     months = [m for m, _ in spec.labels]
     present = {d.strftime("%Y-%m") for d in days}
     for month in months:

@@ -77,7 +77,7 @@ PIXEL_SIZE = 3.0
 IMP, AGR, FOR, WET, SOIL, WATER, SNOW = range(7)
 _FARM = 7  # base-map code of farmland; the month's crop cycle turns it into AGR or SOIL
 
-TARGET_SHARES = {IMP: 0.065, AGR: 0.10, FOR: 0.45, WET: 0.015, SOIL: 0.28, WATER: 0.08}
+TARGET_SHARES = {IMP: 0.06, AGR: 0.10, FOR: 0.45, WET: 0.015, SOIL: 0.28, WATER: 0.08}
 """Mean class shares aimed at (DynamicEarthNet paper, Table 2); soil takes the remainder."""
 
 # Monthly change rates, as fractions of the AOI's pixels. Crop cycles add about
@@ -264,10 +264,10 @@ def _vec(r: float, g: float, b: float, nir: float) -> np.ndarray:
     return np.array([r, g, b, nir], dtype=np.float32)
 
 
-_FOREST_WINTER = _vec(640, 700, 470, 1950)
-_FOREST_SUMMER = _vec(380, 640, 340, 3050)
+_FOREST_WINTER = _vec(640, 700, 470, 2150)
+_FOREST_SUMMER = _vec(380, 640, 340, 3150)
 _FOREST_SHADE = _vec(-120, -160, -90, -750)  # conifers / shaded crowns
-_SOIL_DRY = _vec(1650, 1320, 930, 2250)
+_SOIL_DRY = _vec(1750, 1350, 940, 2450)
 _SOIL_GRASSY = _vec(-650, -420, -260, 450)  # soil with sparse grass
 _CROP_GREEN = _vec(420, 800, 380, 3700)
 _WATER_CLEAR = _vec(250, 460, 520, 160)
