@@ -15,9 +15,10 @@ On disk, uint8 class rasters use :data:`DISK_IGNORE` (255) for "no label".
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    pass
 
 IGNORE_INDEX = -1
 """Ignore value of in-memory int64 masks (loss and metrics skip it)."""
@@ -48,6 +49,8 @@ def pad_collate(batch: Sequence[Mapping[str, Any]], pad_value: float = 0.0) -> d
         ``(B, T_max)``, ``valid`` ``(B, T_max)`` bool, and the other keys.
 
     """
+    import torch  # here, so that the constants above load without torch
+
     if len(batch) == 0:
         raise ValueError("pad_collate got an empty batch")
     keys = list(batch[0].keys())

@@ -1,5 +1,20 @@
-"""Datasets: one class per dataset, each with a ``plot()``."""
+"""Datasets: one class per dataset, each with a ``plot()``.
 
-from eochange.datasets.dynamicearthnet import DynamicEarthNet
+Classes are imported on first use, so that the layout modules (constants, split files,
+label decoding) load without torch, e.g. in Dask workers of ``eochange prepare``.
+"""
 
-__all__ = ["DynamicEarthNet"]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {"DynamicEarthNet": "eochange.datasets.dynamicearthnet"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'eochange.datasets' has no attribute {name!r}")
