@@ -82,6 +82,19 @@ def test_interrupted_area_leaves_nothing_and_keeps_previous(tmp_path):
     np.testing.assert_array_equal(open_cube(cube).area("a1").read_images([0, 1, 2, 3, 4]), data)
 
 
+def test_leftovers_of_a_killed_writer_are_removed_on_rewrite(tmp_path):
+    cube = tmp_path / "c.zarr"
+    create_cube(cube, {"dataset": "test"})
+    leftover = cube / ".a1.tmp-deadbeef"
+    (leftover / "image").mkdir(parents=True)  # as if the process was killed mid-area
+    other = cube / ".a2.tmp-deadbeef"
+    other.mkdir()
+    assert open_cube(cube).area_ids(complete_only=False) == []
+    _write(cube)
+    assert not leftover.exists() and other.exists()  # only the area being written is cleaned
+    assert open_cube(cube).area_ids() == ["a1"]
+
+
 def test_open_errors(tmp_path):
     with pytest.raises(DataError, match="not an eochange cube"):
         open_cube(tmp_path)

@@ -96,3 +96,50 @@ def test_layout_errors(den_root, tmp_path):
         path.unlink()
     report = prepare_dynamicearthnet(root, tmp_path / "c.zarr", scheduler="synchronous")
     assert "no images for month 2018-02" in report.failed[entry.cube_id]
+
+
+def test_killed_prepare_resumes_to_the_same_cube(den_root, den_cube, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cube = tmp_path / "c.zarr"
+    command = [
+        sys.executable,
+        "-m",
+        "eochange",
+        "prepare",
+        "dynamicearthnet",
+        str(den_root),
+        "--out",
+        str(cube),
+        "--scheduler",
+        "synchronous",
+        "--chunk",
+        "32",
+        "--quiet",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        names = [p.name for p in cube.iterdir()] if cube.is_dir() else []
+        if any(n.startswith(".") for n in names) and any(area_is_complete(cube, n) for n in names):
+            break  # one area is complete and the next one is being written
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    # whatever is visible is complete; the temporary area is not taken for one
+    for area_id in open_cube(cube).area_ids(complete_only=False):
+        assert area_is_complete(cube, area_id)
+    report = prepare_dynamicearthnet(den_root, cube, scheduler="synchronous", chunk=32)
+    assert not report.failed and len(report.written) + len(report.skipped) == 3
+    assert report.written and report.skipped
+    assert [p.name for p in cube.iterdir() if p.name.startswith(".")] == []
+    reference, resumed = open_cube(den_cube), open_cube(cube)
+    assert resumed.area_ids() == reference.area_ids()
+    for area_id in reference.area_ids():
+        a, b = reference.area(area_id), resumed.area(area_id)
+        np.testing.assert_array_equal(a.image[:], b.image[:])
+        np.testing.assert_array_equal(a.label_array[:], b.label_array[:])

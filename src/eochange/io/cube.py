@@ -122,6 +122,9 @@ class AreaWriter:
         self.area_id = area_id
         self.grid = grid
         self.final.parent.mkdir(parents=True, exist_ok=True)
+        # Leftovers of a killed earlier attempt at this area: never published, safe to drop.
+        for stale in self.final.parent.glob(f".{area_id}.tmp-*"):
+            remove_path(stale)
         self.tmp = temporary_sibling(self.final)
         self._done = False
         group = zarr.open_group(self.tmp, mode="w", zarr_format=3)
