@@ -49,6 +49,10 @@ def test_cube_round_trip_and_windows(tmp_path):
         area.read_images([1, 2, 3], (5, 7, 20, 30)), data[1:4, :, 5:25, 7:37]
     )
     np.testing.assert_array_equal(area.read_images([0, 2, 4]), data[[0, 2, 4]])
+    np.testing.assert_array_equal(
+        area.read_images([3, 1, 2], (1, 2, 3, 4)), data[[3, 1, 2], :, 1:4, 2:6]
+    )
+    assert area.read_images([]).shape[0] == 0
     np.testing.assert_array_equal(area.read_label_bits("2018-02", (0, 0, 3, 3)), bits[1, :3, :3])
     with pytest.raises(DataError, match="no label for month 2018-05"):
         area.read_label_bits("2018-05")

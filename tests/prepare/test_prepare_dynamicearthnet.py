@@ -72,6 +72,19 @@ def test_failed_area_leaves_nothing_and_others_complete(den_root, tmp_path):
     assert [r.area_id for r in again.written] == [entry.cube_id] and not again.failed
 
 
+def test_empty_split_files_are_skipped(tmp_path):
+    from eochange.synth import make_dynamicearthnet
+
+    summary = make_dynamicearthnet(tmp_path / "raw", aois=2, size=32, days=31, seed=3)
+    assert (tmp_path / "raw" / layout.SPLIT_FOLDER / "test.txt").read_text() == ""
+    report = prepare_dynamicearthnet(tmp_path / "raw", tmp_path / "c.zarr", scheduler="synchronous")
+    assert len(report.written) == 2 and not report.failed
+    assert sorted(open_cube(tmp_path / "c.zarr").attrs["splits"]) == ["train", "val"]
+    assert sorted(summary.splits["train"] + summary.splits["val"]) == sorted(
+        open_cube(tmp_path / "c.zarr").area_ids()
+    )
+
+
 def test_local_dask_cluster_is_the_default(den_root, tmp_path):
     report = prepare_dynamicearthnet(den_root, tmp_path / "c.zarr", workers=2)
     assert len(report.written) == 3 and not report.failed

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from eochange.datasets import dynamicearthnet_layout as layout
 from eochange.datasets.dynamicearthnet_sources import CubeSource, RawSource, Source
-from eochange.datasets.transforms import CropPlan, apply_taps, normalise, plan_upstream_crop
+from eochange.datasets.transforms import CropPlan, normalise, plan_upstream_crop, resample
 from eochange.errors import ConfigError
 from eochange.io.cube import Grid, is_cube
 from eochange.sample import IGNORE_INDEX
@@ -157,20 +157,14 @@ class DynamicEarthNet(torch.utils.data.Dataset):
         rows, cols = plan.image_taps()
         (r0, r1), (c0, c1) = rows.span, cols.span
         raw = self.source.read_images(entry, handles, (r0, c0, r1 - r0, c1 - c0))
-        image = torch.empty((raw.shape[0], raw.shape[1], plan.size, plan.size))
-        for t in range(raw.shape[0]):
-            # Horizontal pass first, then vertical, as OpenCV does.
-            frame = torch.from_numpy(raw[t].astype(np.float32))
-            image[t] = apply_taps(apply_taps(frame, cols, 2, c0), rows, 1, r0)
+        image = resample(raw, rows, cols, (r0, c0))
         lrows, lcols = plan.label_taps()
         (lr0, lr1), (lc0, lc1) = lrows.span, lcols.span
         bits = self.source.read_label_bits(entry, (lr0, lc0, lr1 - lr0, lc1 - lc0))
         bits = bits[np.ix_(lrows.index[:, 0] - lr0, lcols.index[:, 0] - lc0)]
         scale = Affine.scale(plan.width / plan.scaled_width, plan.height / plan.scaled_height)
         transform = grid.transform @ scale @ Affine.translation(plan.left, plan.top)
-        if plan.flip:
-            image = image.flip(-1)
-            bits = bits[:, ::-1]
+        if plan.flip:  # the taps already flipped the pixels; mirror the georeference
             transform = transform @ Affine.translation(plan.size, 0) @ Affine.scale(-1, 1)
         return image, bits, transform
 

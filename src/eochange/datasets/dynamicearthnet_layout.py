@@ -201,6 +201,7 @@ def read_split(
     root: str | os.PathLike[str],
     split: str,
     path_rewrite: str | tuple[str, str] | None = None,
+    allow_empty: bool = False,
 ) -> list[SplitEntry]:
     """Read a split file into its (cube, month) entries, in file order.
 
@@ -208,6 +209,7 @@ def read_split(
         root: Dataset root.
         split: ``train``, ``val`` or ``test``.
         path_rewrite: Preset name from :data:`PATH_REWRITES` or a regex pair.
+        allow_empty: Return an empty list for a file without lines instead of raising.
 
     Returns:
         One entry per non-empty line.
@@ -225,7 +227,7 @@ def read_split(
         for number, line in enumerate(handle, start=1):
             if line.strip():
                 entries.append(parse_split_line(line, f"{path}:{number}", rewrite))
-    if not entries:
+    if not entries and not allow_empty:
         raise DataError(f"{path}: split file has no lines")
     return entries
 

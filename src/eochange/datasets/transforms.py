@@ -43,6 +43,11 @@ class Taps:
         """First source index and one past the last index used."""
         return int(self.index.min()), int(self.index.max()) + 1
 
+    def reversed(self) -> Taps:
+        """The same taps for the output in reverse order (a flip, at no cost)."""
+        weight = None if self.weight is None else self.weight[::-1].copy()
+        return Taps(self.index[::-1].copy(), weight)
+
 
 def _inverse_scale(in_size: int, out_size: int) -> float:
     # OpenCV derives the step as 1 / (dsize / ssize); keep its rounding.
@@ -82,26 +87,51 @@ def nearest_taps(start: int, count: int, in_size: int, out_size: int) -> Taps:
     return Taps(index[:, None], None)
 
 
-def apply_taps(array: torch.Tensor, taps: Taps, axis: int, offset: int = 0) -> torch.Tensor:
-    """Resample ``array`` along ``axis`` with precomputed taps.
+def _weighted_rows(
+    x: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, out: torch.Tensor
+) -> torch.Tensor:
+    # Gathering whole rows (dim 1 of a contiguous (C, H, W) tensor) copies contiguous
+    # memory; accumulating in place avoids a temporary per tap.
+    torch.mul(x.index_select(1, index[:, 0]), weight[:, 0].view(1, -1, 1), out=out)
+    for k in range(1, index.shape[1]):
+        out.addcmul_(x.index_select(1, index[:, k]), weight[:, k].view(1, -1, 1))
+    return out
+
+
+def resample(
+    frames: np.ndarray, rows: Taps, cols: Taps, offset: tuple[int, int] = (0, 0)
+) -> torch.Tensor:
+    """Resample every frame of a series with separable weighted taps (e.g. bicubic).
+
+    Rows are resampled first, then columns; OpenCV does columns first, which differs
+    only in float rounding.
 
     Args:
-        array: Source values (float for cubic taps, any dtype for nearest).
-        taps: From :func:`cubic_taps` or :func:`nearest_taps`.
-        axis: Axis to resample.
-        offset: Source index of ``array``'s first element along ``axis`` (when the
-            array is a window of the full image).
+        frames: ``(T, C, h, w)`` source pixels (any real dtype; computed in float32).
+        rows: Weighted taps along the rows (output height = ``len(rows.index)``).
+        cols: Weighted taps along the columns (output width = ``len(cols.index)``).
+        offset: Source ``(row, col)`` of ``frames[..., 0, 0]`` when ``frames`` is a window.
 
+    Returns:
+        float32 ``(T, C, n, m)``.
     """
-    index = torch.from_numpy(taps.index - offset)
-    if taps.weight is None:
-        return array.index_select(axis, index[:, 0])
-    shape = [1] * array.ndim
-    shape[axis] = -1
-    weight = torch.from_numpy(taps.weight)
-    out = array.index_select(axis, index[:, 0]) * weight[:, 0].view(shape)
-    for k in range(1, index.shape[1]):
-        out += array.index_select(axis, index[:, k]) * weight[:, k].view(shape)
+    t_len, channels, _, width = frames.shape
+    n, m = len(rows.index), len(cols.index)
+    if rows.weight is None or cols.weight is None:
+        raise ValueError("resample needs weighted taps; index nearest taps directly")
+    row_index = torch.from_numpy(rows.index - offset[0])
+    col_index = torch.from_numpy(cols.index - offset[1])
+    row_weight = torch.from_numpy(rows.weight)
+    col_weight = torch.from_numpy(cols.weight)
+    out = torch.empty((t_len, channels, n, m))
+    by_rows = torch.empty((channels, n, width))
+    by_cols = torch.empty((channels, m, n))
+    for t in range(t_len):
+        frame = torch.from_numpy(np.ascontiguousarray(frames[t], dtype=np.float32))
+        _weighted_rows(frame, row_index, row_weight, by_rows)
+        # Columns: transpose so that they become rows, then gather rows again.
+        _weighted_rows(by_rows.transpose(1, 2).contiguous(), col_index, col_weight, by_cols)
+        out[t] = by_cols.transpose(1, 2)
     return out
 
 
@@ -131,17 +161,19 @@ class CropPlan:
     flip: bool
 
     def image_taps(self) -> tuple[Taps, Taps]:
-        """Bicubic row and column taps of the crop."""
+        """Bicubic row and column taps of the crop (the flip folded into the columns)."""
+        cols = cubic_taps(self.left, self.size, self.width, self.scaled_width)
         return (
             cubic_taps(self.top, self.size, self.height, self.scaled_height),
-            cubic_taps(self.left, self.size, self.width, self.scaled_width),
+            cols.reversed() if self.flip else cols,
         )
 
     def label_taps(self) -> tuple[Taps, Taps]:
-        """Nearest-neighbour row and column taps of the crop."""
+        """Nearest-neighbour row and column taps of the crop (flip folded in)."""
+        cols = nearest_taps(self.left, self.size, self.width, self.scaled_width)
         return (
             nearest_taps(self.top, self.size, self.height, self.scaled_height),
-            nearest_taps(self.left, self.size, self.width, self.scaled_width),
+            cols.reversed() if self.flip else cols,
         )
 
 

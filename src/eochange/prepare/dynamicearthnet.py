@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from eochange.datasets import dynamicearthnet_layout as layout
 from eochange.datasets.dynamicearthnet_sources import IMAGE_DTYPES
@@ -79,7 +82,9 @@ def collect_areas(
     for split in layout.SPLITS:
         if not layout.split_file(root, split).is_file():
             continue
-        entries = layout.read_split(root, split, path_rewrite)
+        entries = layout.read_split(root, split, path_rewrite, allow_empty=True)
+        if not entries:
+            continue  # an empty split file: that split has no samples
         splits[split] = [[e.planet_dir, e.label_path, e.month, e.cube_id] for e in entries]
         for e in entries:
             planet_dir, labels = areas.setdefault(e.cube_id, (e.planet_dir, {}))
@@ -142,8 +147,9 @@ def prepare_area(spec: AreaSpec) -> AreaResult:
             "source_band_order": list(layout.FILE_BANDS),
         },
     ) as writer:
-        for t, path in enumerate(paths):
-            frame = read_raster(
+
+        def read_frame(path: Path) -> np.ndarray:
+            return read_raster(
                 path,
                 bands=list(layout.FILE_BAND_INDEXES),
                 count=len(layout.FILE_BANDS),
@@ -152,8 +158,17 @@ def prepare_area(spec: AreaSpec) -> AreaResult:
                 transform=grid.transform,
                 what=what,
             )
-            writer.write_frame(t, frame)
-            bytes_read += frame.nbytes
+
+        # Read frame t+1 (GDAL releases the GIL) while frame t is compressed and written;
+        # at most two frames are in memory, whatever the number of days.
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            pending = reader.submit(read_frame, paths[0])
+            for t in range(len(paths)):
+                frame = pending.result()
+                if t + 1 < len(paths):
+                    pending = reader.submit(read_frame, paths[t + 1])
+                writer.write_frame(t, frame)
+                bytes_read += frame.nbytes
         for m, (_, label_path) in enumerate(spec.labels):
             onehot = read_raster(
                 root / label_path,
