@@ -109,3 +109,52 @@ def test_open_errors(tmp_path):
     create_cube(cube, {})
     with pytest.raises(DataError, match="area zz is missing or incomplete"):
         open_cube(cube).area("zz")
+
+
+@pytest.mark.parametrize("chunk", [16, 7])
+def test_direct_chunk_reads_equal_zarr_reads(tmp_path, chunk):
+    import random
+
+    from eochange.io.chunks import ChunkReader
+
+    cube = tmp_path / "c.zarr"
+    create_cube(cube, {"dataset": "test"})
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 4000, (6, 4, 40, 48)).astype(np.uint16)
+    with AreaWriter(
+        cube,
+        "a",
+        grid=GRID,
+        dates=list(range(6)),
+        months=["2018-01"],
+        bands=("R", "G", "B", "NIR"),
+        chunk=chunk,
+    ) as writer:
+        for t in (0, 1, 2, 4, 5):  # frame 3 never written: its chunks do not exist
+            writer.write_frame(t, data[t])
+        writer.commit()
+    data[3] = 0
+    direct, via_zarr = open_cube(cube).area("a"), open_cube(cube, direct_reads=False).area("a")
+    assert direct._image_reader is not None and via_zarr._image_reader is None
+    picker = random.Random(0)
+    for _ in range(25):
+        times = picker.sample(range(6), picker.randint(1, 6))
+        r0, c0 = picker.randrange(40), picker.randrange(48)
+        window = (r0, c0, picker.randint(1, 40 - r0), picker.randint(1, 48 - c0))
+        expected = data[times][:, :, r0 : r0 + window[2], c0 : c0 + window[3]]
+        np.testing.assert_array_equal(direct.read_images(times, window), expected)
+        np.testing.assert_array_equal(via_zarr.read_images(times, window), expected)
+    np.testing.assert_array_equal(direct.read_images(range(6)), data)
+    with pytest.raises(IndexError, match="out of range"):
+        direct.read_images([6])
+    # arrays in another format are left to zarr
+    import zarr
+
+    other = zarr.create_array(
+        tmp_path / "sharded.zarr",
+        shape=(2, 1, 8, 8),
+        chunks=(1, 1, 4, 4),
+        shards=(1, 1, 8, 8),
+        dtype="uint16",
+    )
+    assert ChunkReader.open(other.store_path.store.root) is None

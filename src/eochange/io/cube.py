@@ -38,6 +38,7 @@ from zarr.codecs import BloscCodec
 from eochange import __version__
 from eochange.errors import DataError
 from eochange.io.atomic import publish, remove_path, temporary_sibling
+from eochange.io.chunks import ChunkReader
 
 CUBE_FORMAT = "eochange.cube"
 CUBE_VERSION = 1
@@ -227,9 +228,12 @@ class AreaWriter:
 class CubeArea:
     """Read access to one area of a cube."""
 
-    def __init__(self, group: zarr.Group, area_id: str) -> None:
+    def __init__(self, group: zarr.Group, area_id: str, folder: Path | None = None) -> None:
         self.area_id = area_id
         self.group = group
+        # Local cubes are read chunk by chunk directly (io/chunks.py); zarr otherwise.
+        self._image_reader = ChunkReader.open(folder / "image") if folder else None
+        self._label_reader = ChunkReader.open(folder / "label") if folder else None
         attrs = dict(group.attrs)
         self.attrs = attrs
         self.image = group["image"]
@@ -259,6 +263,8 @@ class CubeArea:
         """Frames ``times`` (indexes into :attr:`dates`) of a window, ``(T, C, h, w)``."""
         rows, cols = _slices(window)
         times = [int(t) for t in times]
+        if self._image_reader is not None:
+            return self._image_reader.read(times, rows, cols)
         if times and times == list(range(times[0], times[-1] + 1)):
             return self.image[times[0] : times[-1] + 1, :, rows, cols]
         # Zarr's orthogonal selection is several times slower than basic slicing, so read
@@ -278,6 +284,8 @@ class CubeArea:
     def read_label_bits(self, month: str, window: Window | None = None) -> np.ndarray:
         """Label bit mask of a month, ``(h, w)`` uint8."""
         rows, cols = _slices(window)
+        if self._label_reader is not None:
+            return self._label_reader.read([self.month_index(month)], rows, cols)[0]
         return self.label_array[self.month_index(month), rows, cols]
 
 
@@ -291,8 +299,9 @@ def _slices(window: Window | None) -> tuple[slice, slice]:
 class Cube:
     """An eochange cube opened for reading."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], direct_reads: bool = True) -> None:
         self.path = Path(path)
+        self.direct_reads = direct_reads
         if not is_cube(self.path):
             raise DataError(f"{self.path}: not an eochange cube (no {CUBE_FORMAT} zarr.json)")
         self.root = zarr.open_group(self.path, mode="r", zarr_format=3)
@@ -317,7 +326,8 @@ class Cube:
                     f"{self.path}: area {area_id} is missing or incomplete; run "
                     "'eochange prepare' again to finish it"
                 )
-            self._areas[area_id] = CubeArea(self.root[area_id], area_id)
+            folder = self.path / area_id if self.direct_reads else None
+            self._areas[area_id] = CubeArea(self.root[area_id], area_id, folder)
         return self._areas[area_id]
 
 
@@ -330,6 +340,12 @@ def area_is_complete(cube: str | os.PathLike[str], area_id: str) -> bool:
         return False
 
 
-def open_cube(path: str | os.PathLike[str]) -> Cube:
-    """Open an eochange cube for reading."""
-    return Cube(path)
+def open_cube(path: str | os.PathLike[str], direct_reads: bool = True) -> Cube:
+    """Open an eochange cube for reading.
+
+    Args:
+        path: The cube folder.
+        direct_reads: Read chunks of a local cube directly (:mod:`eochange.io.chunks`);
+            False reads everything through zarr-python (same values, slower).
+    """
+    return Cube(path, direct_reads)
