@@ -127,8 +127,7 @@ class DynamicEarthNet(torch.utils.data.Dataset):
         if self.augment:
             image, bits, transform = self._augmented(index, handles, grid)
         else:
-            raw = self.source.read_images(entry, handles, None)
-            image = torch.from_numpy(raw.astype(np.float32))
+            image = torch.from_numpy(self.source.read_images(entry, handles, None, np.float32))
             bits = self.source.read_label_bits(entry, None)
             transform = grid.transform
         if self.normalize:

@@ -40,9 +40,13 @@ class Source(Protocol):
         ...
 
     def read_images(
-        self, entry: layout.SplitEntry, handles: Sequence[Any], window: Window | None
+        self,
+        entry: layout.SplitEntry,
+        handles: Sequence[Any],
+        window: Window | None,
+        dtype: np.dtype | type | None = None,
     ) -> np.ndarray:
-        """Raw frames ``(T, 4, h, w)`` in R, G, B, NIR order."""
+        """Raw frames ``(T, 4, h, w)`` in R, G, B, NIR order, as ``dtype`` if given."""
         ...
 
     def read_label_bits(self, entry: layout.SplitEntry, window: Window | None) -> np.ndarray:
@@ -113,7 +117,11 @@ class RawSource:
         return grid
 
     def read_images(
-        self, entry: layout.SplitEntry, handles: Sequence[Path], window: Window | None
+        self,
+        entry: layout.SplitEntry,
+        handles: Sequence[Path],
+        window: Window | None,
+        dtype: np.dtype | type | None = None,
     ) -> np.ndarray:
         """Read a window of every frame, reordering file bands B,G,R,NIR to R,G,B,NIR."""
         grid = self.grid(entry)
@@ -134,7 +142,7 @@ class RawSource:
             raise DataError(
                 f"{self.planet_dir(entry)}: images of {entry.month} mix data types {dtypes}"
             )
-        return np.stack(frames)
+        return np.stack(frames, dtype=dtype)
 
     def read_label_bits(self, entry: layout.SplitEntry, window: Window | None) -> np.ndarray:
         """Read and pack a window of the entry's label raster."""
@@ -196,10 +204,14 @@ class CubeSource:
         return self.cube.area(entry.cube_id).grid
 
     def read_images(
-        self, entry: layout.SplitEntry, handles: Sequence[int], window: Window | None
+        self,
+        entry: layout.SplitEntry,
+        handles: Sequence[int],
+        window: Window | None,
+        dtype: np.dtype | type | None = None,
     ) -> np.ndarray:
         """Read a window of the given frames."""
-        return self.cube.area(entry.cube_id).read_images(handles, window)
+        return self.cube.area(entry.cube_id).read_images(handles, window, dtype)
 
     def read_label_bits(self, entry: layout.SplitEntry, window: Window | None) -> np.ndarray:
         """Read a window of the month's label bit mask."""

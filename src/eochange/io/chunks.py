@@ -99,8 +99,14 @@ class ChunkReader:
             names == ["bytes", "blosc"],
         )
 
-    def read(self, leading: Sequence[int], rows: slice, cols: slice) -> np.ndarray:
-        """Read ``array[leading, ..., rows, cols]`` (rows/cols: slices with step 1)."""
+    def read(
+        self,
+        leading: Sequence[int],
+        rows: slice,
+        cols: slice,
+        dtype: np.dtype | type | None = None,
+    ) -> np.ndarray:
+        """Read ``array[leading, ..., rows, cols]`` (slices with step 1) as ``dtype``."""
         bad = [t for t in leading if not 0 <= int(t) < self.shape[0]]
         if bad:
             raise IndexError(f"{self.folder}: index {bad[0]} out of range 0..{self.shape[0] - 1}")
@@ -109,7 +115,8 @@ class ChunkReader:
         c0, c1, _ = cols.indices(width)
         r1, c1 = max(r0, r1), max(c0, c1)
         ch, cw = self.chunks[-2:]
-        out = np.empty((len(leading), *self.shape[1:-2], r1 - r0, c1 - c0), self.dtype)
+        shape = (len(leading), *self.shape[1:-2], r1 - r0, c1 - c0)
+        out = np.empty(shape, self.dtype if dtype is None else dtype)
         if out.size == 0:
             return out
         tasks = [

@@ -259,19 +259,32 @@ class CubeArea:
                 f"area {self.area_id}: no label for month {month} in the cube"
             ) from None
 
-    def read_images(self, times: Sequence[int], window: Window | None = None) -> np.ndarray:
-        """Frames ``times`` (indexes into :attr:`dates`) of a window, ``(T, C, h, w)``."""
+    def read_images(
+        self,
+        times: Sequence[int],
+        window: Window | None = None,
+        dtype: np.dtype | type | None = None,
+    ) -> np.ndarray:
+        """Frames ``times`` (indexes into :attr:`dates`) of a window, ``(T, C, h, w)``.
+
+        Args:
+            times: Frame indexes, in the order wanted.
+            window: ``(row, col, height, width)``; the whole area if None.
+            dtype: Convert to this type while copying out of the chunks (saves a pass
+                and an array of the stored type, e.g. for float32 samples).
+        """
         rows, cols = _slices(window)
         times = [int(t) for t in times]
         if self._image_reader is not None:
-            return self._image_reader.read(times, rows, cols)
+            return self._image_reader.read(times, rows, cols, dtype)
         if times and times == list(range(times[0], times[-1] + 1)):
-            return self.image[times[0] : times[-1] + 1, :, rows, cols]
+            block = self.image[times[0] : times[-1] + 1, :, rows, cols]
+            return block if dtype is None else block.astype(dtype)
         # Zarr's orthogonal selection is several times slower than basic slicing, so read
         # each run of consecutive frames with one slice.
         height = len(range(*rows.indices(self.image.shape[2])))
         width = len(range(*cols.indices(self.image.shape[3])))
-        out = np.empty((len(times), self.image.shape[1], height, width), self.image.dtype)
+        out = np.empty((len(times), self.image.shape[1], height, width), dtype or self.image.dtype)
         start = 0
         while start < len(times):
             stop = start + 1
