@@ -76,26 +76,10 @@ def ensure_data(folder: Path, params: dict[str, Any], build: Callable[[Path], No
 
 
 def synthesise(root: Path, *, aois: int, size: int, start: str, days: int, seed: int) -> None:
-    """Write a synthetic DynamicEarthNet root (then drop its empty split files)."""
+    """Write a synthetic DynamicEarthNet root (``prepare`` skips its empty split files)."""
     from eochange.synth.dynamicearthnet import make_dynamicearthnet
 
     make_dynamicearthnet(root, aois=aois, size=size, start=start, days=days, seed=seed)
-    drop_empty_splits(root)
-
-
-def drop_empty_splits(root: Path) -> list[str]:
-    """Delete empty split files; return their names.
-
-    With fewer than three AOIs the generator writes an empty file for each unused split,
-    and ``read_split`` (hence ``prepare``) rejects an empty split file while it skips an
-    absent one.
-    """
-    dropped = []
-    for path in sorted((root / "dynnet_training_splits").glob("*.txt")):
-        if not path.read_text(encoding="utf-8").strip():
-            path.unlink()
-            dropped.append(path.name)
-    return dropped
 
 
 def code_hash() -> str:
@@ -185,6 +169,12 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     try:
+        import cv2
+
+        opencv, opencv_threads, opencv_error = str(cv2.__version__), cv2.getNumThreads(), None
+    except ImportError as error:  # optional: only the loader's upstream-style baseline
+        opencv, opencv_threads, opencv_error = None, None, str(error)
+    try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count() or 1
@@ -204,6 +194,9 @@ def machine_info() -> dict[str, Any]:
         "zarr": str(zarr.__version__),
         "rasterio": str(rasterio.__version__),
         "gdal": str(rasterio.__gdal_version__),
+        "opencv": opencv,
+        "opencv_threads": opencv_threads,
+        "opencv_error": opencv_error,
         "zarr_async_concurrency": zarr.config.get("async.concurrency"),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
@@ -217,7 +210,8 @@ def machine_lines(info: dict[str, Any]) -> list[str]:
         f"{info['memory_gib']} GiB RAM; torch threads {info['torch_threads']}; "
         f"load average at start {', '.join(f'{v:.2f}' for v in load) if load else 'n/a'}",
         f"Software: Python {info['python']}, numpy {info['numpy']}, torch {info['torch']}, "
-        f"zarr {info['zarr']}, rasterio {info['rasterio']} (GDAL {info['gdal']})",
+        f"zarr {info['zarr']}, rasterio {info['rasterio']} (GDAL {info['gdal']}), "
+        f"OpenCV {info.get('opencv') or 'not installed'}",
     ]
 
 

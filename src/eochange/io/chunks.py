@@ -119,29 +119,28 @@ class ChunkReader:
         out = np.empty(shape, self.dtype if dtype is None else dtype)
         if out.size == 0:
             return out
-        tasks = [
-            (k, int(t), i, j)
-            for k, t in enumerate(leading)
-            for i in range(r0 // ch, (r1 - 1) // ch + 1)
-            for j in range(c0 // cw, (c1 - 1) // cw + 1)
-        ]
+        row_chunks = range(r0 // ch, (r1 - 1) // ch + 1)
+        col_chunks = range(c0 // cw, (c1 - 1) // cw + 1)
 
-        def load(task: tuple[int, int, int, int]) -> None:
-            k, t, i, j = task
-            y0, y1 = max(r0, i * ch), min(r1, (i + 1) * ch)
-            x0, x1 = max(c0, j * cw), min(c1, (j + 1) * cw)
-            target = out[k, ..., y0 - r0 : y1 - r0, x0 - c0 : x1 - c0]
-            key = "/".join(p for p in (str(t), self._middle_key, str(i), str(j)) if p)
-            try:
-                data = (self.folder / "c" / key).read_bytes()
-            except FileNotFoundError:  # never written: the fill value, as zarr returns
-                target[...] = self.fill_value
-                return
-            if self.codec is not None:
-                data = self.codec.decode(data)
-            chunk = np.frombuffer(data, self.dtype).reshape(self.chunks[1:])
-            target[...] = chunk[..., y0 - i * ch : y1 - i * ch, x0 - j * cw : x1 - j * cw]
+        def load(task: tuple[int, int]) -> None:
+            # One task per frame: enough parallelism, and little pool overhead per chunk.
+            k, t = task
+            for i in row_chunks:
+                y0, y1 = max(r0, i * ch), min(r1, (i + 1) * ch)
+                for j in col_chunks:
+                    x0, x1 = max(c0, j * cw), min(c1, (j + 1) * cw)
+                    target = out[k, ..., y0 - r0 : y1 - r0, x0 - c0 : x1 - c0]
+                    key = "/".join(p for p in (str(t), self._middle_key, str(i), str(j)) if p)
+                    try:
+                        data = (self.folder / "c" / key).read_bytes()
+                    except FileNotFoundError:  # never written: the fill value, as zarr returns
+                        target[...] = self.fill_value
+                        continue
+                    if self.codec is not None:
+                        data = self.codec.decode(data)
+                    chunk = np.frombuffer(data, self.dtype).reshape(self.chunks[1:])
+                    target[...] = chunk[..., y0 - i * ch : y1 - i * ch, x0 - j * cw : x1 - j * cw]
 
-        for _ in _pool().map(load, tasks):
+        for _ in _pool().map(load, [(k, int(t)) for k, t in enumerate(leading)]):
             pass
         return out
