@@ -91,6 +91,18 @@ def test_local_dask_cluster_is_the_default(den_root, tmp_path):
     assert report.megabytes_per_second > 0
 
 
+def test_scheduler_address_joins_a_running_cluster(den_root, tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith(("tcp://", "inproc://"))
+        report = prepare_dynamicearthnet(den_root, tmp_path / "c.zarr", scheduler=address)
+    assert len(report.written) == 3 and not report.failed
+
+
 def test_layout_errors(den_root, tmp_path):
     with pytest.raises(DataError, match="no split file"):
         prepare_dynamicearthnet(tmp_path, tmp_path / "c.zarr")
