@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import multiprocessing
@@ -58,6 +59,17 @@ def fresh_folder(folder: Path) -> Path:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     return folder
+
+
+def base_parser(description: str, repeats_help: str) -> argparse.ArgumentParser:
+    """The flags every benchmark takes: --quick, --repeats, --data, --json, --chunk."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run (< 60 s)")
+    parser.add_argument("--repeats", type=int, default=None, help=repeats_help)
+    parser.add_argument("--data", type=Path, default=DATA_DIR, help="data folder")
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument("--chunk", type=int, default=256, help="cube chunk side")
+    return parser
 
 
 def ensure_data(folder: Path, params: dict[str, Any], build: Callable[[Path], None]) -> bool:

@@ -22,7 +22,6 @@ Run ``.venv/bin/python benchmarks/loader.py`` (``--quick`` for a smoke run).
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import io
 import pstats
@@ -38,8 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    DATA_DIR,
     PAGE_CACHE_CAVEAT,
+    base_parser,
     code_hash,
     disk_bytes,
     ensure_data,
@@ -717,12 +716,7 @@ def report(results: list[dict[str, Any]], configs: list[Config]) -> tuple[str, d
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its tables."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run (< 60 s)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed passes; best is kept")
-    parser.add_argument("--data", type=Path, default=DATA_DIR, help="data folder")
-    parser.add_argument("--json", type=Path, default=None, help="also write results here")
-    parser.add_argument("--chunk", type=int, default=256, help="cube chunk side")
+    parser = base_parser(__doc__.split("\n")[0], repeats_help="timed passes; best is kept")
     parser.add_argument(
         "--profile", action="store_true", help="also print a cProfile of cube daily train crops"
     )

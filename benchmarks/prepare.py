@@ -11,7 +11,6 @@ Run ``.venv/bin/python benchmarks/prepare.py`` (``--quick`` for a smoke run).
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import time
@@ -21,8 +20,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    DATA_DIR,
     PAGE_CACHE_CAVEAT,
+    base_parser,
     code_hash,
     disk_bytes,
     ensure_data,
@@ -164,12 +163,7 @@ def best_of(repeats: int, func: Any, *args: Any) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its tables."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run (< 60 s)")
-    parser.add_argument("--repeats", type=int, default=None, help="runs per measurement; best")
-    parser.add_argument("--data", type=Path, default=DATA_DIR, help="data folder")
-    parser.add_argument("--json", type=Path, default=None, help="also write results here")
-    parser.add_argument("--chunk", type=int, default=256, help="cube chunk side")
+    parser = base_parser(__doc__.split("\n")[0], repeats_help="runs per measurement; best")
     args = parser.parse_args(argv)
     wall = time.perf_counter()
     size = 256 if args.quick else 1024
