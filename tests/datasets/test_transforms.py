@@ -87,3 +87,17 @@ def test_normalise_in_place():
     out = normalise(image, (2.0, 4.0), (4.0, 8.0))
     assert out is image
     assert out.flatten().tolist() == [2.0, 2.0]
+
+
+def test_resample_folds_a_per_channel_affine_into_the_taps():
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 4000, (3, 2, 30, 26)).astype(np.uint16)
+    rows, cols = cubic_taps(2, 20, 30, 41), cubic_taps(0, 17, 26, 33)
+    plain = resample(frames, rows, cols)
+    folded = resample(frames, rows, cols, scale=(0.5, 2.0), shift=(-10.0, 3.0))
+    expected = plain * torch.tensor([0.5, 2.0]).view(1, 2, 1, 1) + torch.tensor([-10.0, 3.0]).view(
+        1, 2, 1, 1
+    )
+    torch.testing.assert_close(folded, expected, rtol=1e-5, atol=1e-3)
+    with pytest.raises(ValueError, match="weighted taps"):
+        resample(frames, nearest_taps(0, 4, 30, 8), cols)

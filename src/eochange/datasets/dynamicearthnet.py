@@ -130,8 +130,8 @@ class DynamicEarthNet(torch.utils.data.Dataset):
             image = torch.from_numpy(self.source.read_images(entry, handles, None, np.float32))
             bits = self.source.read_label_bits(entry, None)
             transform = grid.transform
-        if self.normalize:
-            normalise(image, self.mean, self.std)
+            if self.normalize:
+                normalise(image, self.mean, self.std)
         mask = layout.decode_label_bits(bits, self.label_policy)
         sample: Sample = {
             "image": image,
@@ -156,7 +156,12 @@ class DynamicEarthNet(torch.utils.data.Dataset):
         rows, cols = plan.image_taps()
         (r0, r1), (c0, c1) = rows.span, cols.span
         raw = self.source.read_images(entry, handles, (r0, c0, r1 - r0, c1 - c0))
-        image = resample(raw, rows, cols, (r0, c0))
+        if self.normalize:  # folded into the resampling: no extra pass over the crop
+            scale = [1.0 / s for s in self.std]
+            shift = [-m / s for m, s in zip(self.mean, self.std, strict=True)]
+            image = resample(raw, rows, cols, (r0, c0), scale, shift)
+        else:
+            image = resample(raw, rows, cols, (r0, c0))
         lrows, lcols = plan.label_taps()
         (lr0, lr1), (lc0, lc1) = lrows.span, lcols.span
         bits = self.source.read_label_bits(entry, (lr0, lc0, lr1 - lr0, lc1 - lc0))

@@ -14,6 +14,7 @@ the window.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,18 +100,28 @@ def _weighted_rows(
 
 
 def resample(
-    frames: np.ndarray, rows: Taps, cols: Taps, offset: tuple[int, int] = (0, 0)
+    frames: np.ndarray,
+    rows: Taps,
+    cols: Taps,
+    offset: tuple[int, int] = (0, 0),
+    scale: Sequence[float] | None = None,
+    shift: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """Resample every frame of a series with separable weighted taps (e.g. bicubic).
 
     Rows are resampled first, then columns; OpenCV does columns first, which differs
-    only in float rounding.
+    only in float rounding. An optional per-channel ``scale``/``shift`` (e.g. ``1/std``
+    and ``-mean/std``) is folded into the row weights and the final copy: since the taps
+    of every output pixel sum to 1, this equals resampling and then normalising, without
+    two more passes over the output.
 
     Args:
         frames: ``(T, C, h, w)`` source pixels (any real dtype; computed in float32).
         rows: Weighted taps along the rows (output height = ``len(rows.index)``).
         cols: Weighted taps along the columns (output width = ``len(cols.index)``).
         offset: Source ``(row, col)`` of ``frames[..., 0, 0]`` when ``frames`` is a window.
+        scale: Per-channel factor applied to the result.
+        shift: Per-channel offset added to the result (after ``scale``).
 
     Returns:
         float32 ``(T, C, n, m)``.
@@ -121,7 +132,9 @@ def resample(
         raise ValueError("resample needs weighted taps; index nearest taps directly")
     row_index = torch.from_numpy(rows.index - offset[0])
     col_index = torch.from_numpy(cols.index - offset[1])
-    row_weight = torch.from_numpy(rows.weight)
+    factors = [1.0] * channels if scale is None else [float(f) for f in scale]
+    offsets = [0.0] * channels if shift is None else [float(v) for v in shift]
+    row_weights = [torch.from_numpy(rows.weight * np.float32(f)) for f in factors]
     col_weight = torch.from_numpy(cols.weight)
     out = torch.empty((t_len, channels, n, m))
     planes = out.view(t_len * channels, n, m)
@@ -131,10 +144,10 @@ def resample(
     # than whole frames when the crop shrinks a large window).
     for p, plane in enumerate(frames.reshape(t_len * channels, 1, *frames.shape[2:])):
         source = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))
-        _weighted_rows(source, row_index, row_weight, by_rows)
+        _weighted_rows(source, row_index, row_weights[p % channels], by_rows)
         # Columns: transpose so that they become rows, then gather rows again.
         _weighted_rows(by_rows.transpose(1, 2).contiguous(), col_index, col_weight, by_cols)
-        planes[p] = by_cols[0].T
+        torch.add(by_cols[0].T, offsets[p % channels], out=planes[p])
     return out
 
 
