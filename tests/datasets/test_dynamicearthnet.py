@@ -108,6 +108,25 @@ def test_training_augmentation_matches_upstream_resize_crop_flip(den_root):
     np.testing.assert_array_equal(sample["mask"].numpy(), layout.decode_label_bits(label))
 
 
+def test_training_crop_transform_georeferences_the_crop(den_root):
+    from affine import Affine
+
+    ds = DynamicEarthNet(den_root, "train", "single", crop_size=32)
+    grid = ds.source.grid(ds.entries[0])
+    flips = set()
+    for epoch in range(8):
+        ds.set_epoch(epoch)
+        plan, sample = ds.crop_plan(0), ds[0]
+        flips.add(plan.flip)
+        transform = Affine(*sample["transform"])
+        sx, sy = plan.width / plan.scaled_width, plan.height / plan.scaled_height
+        for row, col in [(0, 0), (5, 17), (31, 31)]:
+            scaled_col = plan.left + (plan.size - 1 - col if plan.flip else col)
+            expected = grid.transform @ ((scaled_col + 0.5) * sx, (plan.top + row + 0.5) * sy)
+            np.testing.assert_allclose(transform @ (col + 0.5, row + 0.5), expected)
+    assert flips == {True, False}
+
+
 def test_augmentation_is_deterministic_per_seed_and_epoch(den_root):
     a = DynamicEarthNet(den_root, "train", "single", crop_size=32, seed=1)
     b = DynamicEarthNet(den_root, "train", "single", crop_size=32, seed=1)

@@ -156,18 +156,16 @@ class DynamicEarthNet(torch.utils.data.Dataset):
         rows, cols = plan.image_taps()
         (r0, r1), (c0, c1) = rows.span, cols.span
         raw = self.source.read_images(entry, handles, (r0, c0, r1 - r0, c1 - c0))
-        if self.normalize:  # folded into the resampling: no extra pass over the crop
-            scale = [1.0 / s for s in self.std]
-            shift = [-m / s for m, s in zip(self.mean, self.std, strict=True)]
-            image = resample(raw, rows, cols, (r0, c0), scale, shift)
-        else:
-            image = resample(raw, rows, cols, (r0, c0))
+        # Normalisation is folded into the resampling: no extra pass over the crop.
+        scale = [1.0 / s for s in self.std] if self.normalize else None
+        shift = [-m / s for m, s in zip(self.mean, self.std, strict=True)] if scale else None
+        image = resample(raw, rows, cols, (r0, c0), scale, shift)
         lrows, lcols = plan.label_taps()
         (lr0, lr1), (lc0, lc1) = lrows.span, lcols.span
         bits = self.source.read_label_bits(entry, (lr0, lc0, lr1 - lr0, lc1 - lc0))
         bits = bits[np.ix_(lrows.index[:, 0] - lr0, lcols.index[:, 0] - lc0)]
-        scale = Affine.scale(plan.width / plan.scaled_width, plan.height / plan.scaled_height)
-        transform = grid.transform @ scale @ Affine.translation(plan.left, plan.top)
+        zoom = Affine.scale(plan.width / plan.scaled_width, plan.height / plan.scaled_height)
+        transform = grid.transform @ zoom @ Affine.translation(plan.left, plan.top)
         if plan.flip:  # the taps already flipped the pixels; mirror the georeference
             transform = transform @ Affine.translation(plan.size, 0) @ Affine.scale(-1, 1)
         return image, bits, transform

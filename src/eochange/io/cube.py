@@ -241,7 +241,6 @@ class CubeArea:
         height, width = self.image.shape[-2:]
         self.grid = Grid(int(height), int(width), attrs["crs"], Affine(*attrs["transform"]))
         self.dates = np.asarray(group["time"][:], dtype=np.int64)
-        self.month_days = np.asarray(group["month"][:], dtype=np.int64)
         self.bands = [str(b) for b in group["band"][:]]
         self._month_index = {m: i for i, m in enumerate(attrs.get("months", []))}
 
@@ -277,9 +276,6 @@ class CubeArea:
         times = [int(t) for t in times]
         if self._image_reader is not None:
             return self._image_reader.read(times, rows, cols, dtype)
-        if times and times == list(range(times[0], times[-1] + 1)):
-            block = self.image[times[0] : times[-1] + 1, :, rows, cols]
-            return block if dtype is None else block.astype(dtype)
         # Zarr's orthogonal selection is several times slower than basic slicing, so read
         # each run of consecutive frames with one slice.
         height = len(range(*rows.indices(self.image.shape[2])))
