@@ -18,7 +18,7 @@ import numpy as np
 
 from eochange.datasets import dynamicearthnet_layout as layout
 from eochange.datasets.dynamicearthnet_sources import IMAGE_DTYPES
-from eochange.errors import DataError
+from eochange.errors import DataError, EOChangeError
 from eochange.io.cube import DEFAULT_CHUNK, AreaWriter, Grid, area_is_complete, create_cube
 from eochange.io.raster import raster_info, read_raster
 from eochange.parallel import check_scheduler, map_tasks
@@ -251,8 +251,10 @@ def prepare_dynamicearthnet(
         desc="areas",
     )
     for spec, result in zip(specs, results, strict=True):
-        if isinstance(result, BaseException):
+        if isinstance(result, EOChangeError):
             report.failed[spec.area_id] = str(result)
+        elif isinstance(result, BaseException):  # a bug, not bad input: keep its type
+            report.failed[spec.area_id] = f"{type(result).__name__}: {result}"
         else:
             report.written.append(result)
     return report
