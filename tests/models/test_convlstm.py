@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
+from keylisting import random_state_dict, read_listing
 
 from eochange.models.convlstm import ConvLSTM, ConvLSTMCell, UConvLSTM
-
-KEYS = Path(__file__).parent / "keys" / "dynamicearthnet-uconvlstm-keys.txt"
-
-
-def _listing() -> dict[str, tuple[tuple[int, ...], str]]:
-    entries = {}
-    for line in KEYS.read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        key, shape, dtype = line.split("\t")
-        dims = tuple(int(d) for d in shape.strip("()").split(",") if d.strip())
-        entries[key] = (dims, dtype)
-    return entries
 
 
 @pytest.fixture(scope="module")
@@ -35,21 +21,14 @@ def test_parameter_count(model: UConvLSTM) -> None:
 
 
 def test_state_dict_matches_listing(model: UConvLSTM) -> None:
-    listing = _listing()
+    listing = read_listing("uconvlstm")
     assert len(listing) == 123
     ours = {
         k: (tuple(v.shape), str(v.dtype).removeprefix("torch."))
         for k, v in model.state_dict().items()
     }
     assert ours == listing
-
-    torch.manual_seed(1)
-    state = {}
-    for key, (shape, dtype) in listing.items():
-        if dtype == "int64":
-            state[key] = torch.randint(0, 10, shape, dtype=torch.int64)
-        else:
-            state[key] = torch.randn(shape, dtype=getattr(torch, dtype))
+    state = random_state_dict("uconvlstm", seed=1)
     fresh = UConvLSTM()
     fresh.load_state_dict(state, strict=True)
     assert torch.equal(

@@ -1,30 +1,15 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from keylisting import random_state_dict, read_listing
 
+from eochange.models.blocks import masked_mean
 from eochange.models.unet3d import (
     UNet3D,
-    masked_temporal_mean,
     output_frame_mask,
     output_frames,
 )
-
-KEYS = Path(__file__).parent / "keys" / "dynamicearthnet-unet3d-keys.txt"
-DTYPES = {"float32": torch.float32, "int64": torch.int64}
-
-
-def _listing() -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-    entries = {}
-    for line in KEYS.read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        key, shape, dtype = line.split("\t")
-        dims = tuple(int(d) for d in shape.strip("()").split(",") if d.strip())
-        entries[key] = (dims, DTYPES[dtype])
-    return entries
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -52,19 +37,13 @@ def test_parameter_count(model: UNet3D) -> None:
 
 
 def test_state_dict_matches_listing_and_loads_strict(model: UNet3D) -> None:
-    listing = _listing()
+    listing = read_listing("unet3d")
     assert len(listing) == 81
     state = model.state_dict()
     assert list(state) == list(listing)
     for key, tensor in state.items():
-        assert (tuple(tensor.shape), tensor.dtype) == listing[key], key
-    gen = torch.Generator().manual_seed(3)
-    fake = {
-        key: torch.randint(0, 10, shape, generator=gen)
-        if dtype == torch.int64
-        else torch.rand(shape, generator=gen) + 0.5
-        for key, (shape, dtype) in listing.items()
-    }
+        assert (tuple(tensor.shape), str(tensor.dtype).removeprefix("torch.")) == listing[key]
+    fake = random_state_dict("unet3d", seed=3)
     fresh = UNet3D()
     fresh.load_state_dict(fake, strict=True)
     assert torch.equal(fresh.final.weight, fake["final.weight"])
@@ -186,7 +165,7 @@ def test_output_frame_mask_pooled_drops_tail() -> None:
 
 def test_masked_mean_all_padded_gives_zero_not_nan() -> None:
     logits = torch.randn(1, 2, 4, 3, 3)
-    out = masked_temporal_mean(logits, torch.ones(1, 4, dtype=torch.bool))
+    out = masked_mean(logits, torch.ones(1, 4, dtype=torch.bool), dim=2)
     assert torch.equal(out, torch.zeros(1, 2, 3, 3))
 
 

@@ -179,6 +179,20 @@ def shared_forward(
     return out
 
 
+def masked_mean(x: torch.Tensor, pad_mask: torch.Tensor | None, dim: int) -> torch.Tensor:
+    """Mean over the time axis ``dim`` of ``x``, skipping entries padded in ``(B, T)``.
+
+    A plain mean when nothing in the batch is padded (as upstream); a sample with no real
+    entry gives 0 rather than the NaN of 0/0.
+    """
+    if pad_mask is None or not bool(pad_mask.any()):
+        return x.mean(dim=dim)
+    shape = [1] * x.ndim
+    shape[0], shape[dim] = x.shape[0], x.shape[dim]
+    weight = (~pad_mask).to(x.dtype).view(shape)
+    return (x * weight).sum(dim=dim) / weight.sum(dim=dim).clamp(min=1.0)
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Reflect-pad the last two axes up to a multiple; return the padded tensor and (H, W).
 

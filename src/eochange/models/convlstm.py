@@ -18,6 +18,7 @@ from eochange.models.blocks import (
     DownConvBlock,
     LastConvLayer,
     UpConvBlock,
+    masked_mean,
     pad_to_multiple,
     padded_frames,
     shared_forward,
@@ -129,19 +130,6 @@ class ConvLSTM(nn.Module):
                 keep = update[:, t].view(-1, 1, 1, 1)
                 h, c = torch.where(keep, h_next, h), torch.where(keep, c_next, c)
         return c
-
-
-def masked_temporal_mean(x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over time of ``(B, T, C, H, W)`` ignoring padded dates -> ``(B, C, H, W)``.
-
-    A plain mean when nothing is padded, as upstream ``Temporal_Aggregator('mean')``.
-    """
-    if pad_mask is None or not bool(pad_mask.any()):
-        return x.mean(dim=1)
-    valid = (~pad_mask).to(x.dtype)
-    total = (x * valid[:, :, None, None, None]).sum(dim=1)
-    # clamp: an all-padded sample gives zeros instead of NaN.
-    return total / valid.sum(dim=1).clamp(min=1.0)[:, None, None, None]
 
 
 @register_model("uconvlstm")
@@ -261,7 +249,7 @@ class UConvLSTM(nn.Module):
 
         out = self.out_convlstm(self.temporal_encoder(features[-1], pad_mask))
         for i, block in enumerate(self.up_blocks):
-            skip = masked_temporal_mean(features[-(i + 2)], pad_mask)
+            skip = masked_mean(features[-(i + 2)], pad_mask, dim=1)
             out = block(out, skip)
         out = self.out_conv(out)
         return out[..., :height, :width]

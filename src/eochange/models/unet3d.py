@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from eochange.models.blocks import pad_to_multiple, padded_frames
+from eochange.models.blocks import masked_mean, pad_to_multiple, padded_frames
 from eochange.models.registry import register_model
 
 MIN_FRAMES = 4
@@ -66,17 +66,6 @@ def output_frame_mask(pad_mask: torch.Tensor, t_out: int, truncated: bool = True
     valid = ~pad_mask[:, :t_out]
     block_valid = valid.view(valid.shape[0], t_out // MIN_FRAMES, MIN_FRAMES).any(dim=2)
     return ~block_valid.repeat_interleave(MIN_FRAMES, dim=1)
-
-
-def masked_temporal_mean(logits: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``(B, K, T', H, W)`` over the frames whose ``frame_mask`` ``(B, T')`` is False.
-
-    A sample with no valid frame (impossible with right-padded batches, since frame 0 is
-    valid) gets logits 0 rather than the NaN of a 0/0 division.
-    """
-    weight = (~frame_mask).to(logits.dtype)[:, None, :, None, None]
-    count = weight.sum(dim=2).clamp(min=1.0)
-    return (logits * weight).sum(dim=2) / count
 
 
 @register_model("unet3d")
@@ -194,4 +183,4 @@ class UNet3D(nn.Module):
         if pad_mask is None or not bool(pad_mask.any()):
             return logits.mean(dim=2)
         mask = output_frame_mask(pad_mask, logits.shape[2], self.truncated_mask)
-        return masked_temporal_mean(logits, mask)
+        return masked_mean(logits, mask, dim=2)
