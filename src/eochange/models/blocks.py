@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from eochange.errors import ConfigError
+
 NORMS = ("batch", "group")
 GROUPS = 4
 """Groups of the GroupNorm layers of the encoders (upstream ``n_groups``)."""
@@ -150,6 +152,60 @@ class LastConvLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, d_in, H, W) -> (N, num_classes, H, W)`` logits."""
         return self.conv2(torch.relu(self.bn1(self.conv1(x))))
+
+
+def unet_stages(
+    in_channels: int,
+    encoder_widths: Sequence[int],
+    decoder_widths: Sequence[int],
+    *,
+    strided: tuple[int, int, int] = (4, 2, 1),
+    encoder_norm: str = "group",
+    decoder_norm: str = "batch",
+    padding_mode: str = "reflect",
+    in_padding_mode: str | None = None,
+    skip_conv: bool = True,
+) -> tuple[ConvBlock, nn.ModuleList, nn.ModuleList]:
+    """``in_conv``, ``down_blocks`` and ``up_blocks`` of the DynamicEarthNet U-Net family.
+
+    Args:
+        in_channels: Input bands.
+        encoder_widths: Widths of ``in_conv`` and the down blocks (64, 64, 64, 128).
+        decoder_widths: Widths of the decoder stages, shallowest first (32, 32, 64, 128).
+        strided: Kernel, stride and padding of the strided down/up convolutions.
+        encoder_norm: Norm of the encoder (``group``).
+        decoder_norm: Norm of the up blocks' ``conv1``/``conv2``.
+        padding_mode: Padding of the convolutions.
+        in_padding_mode: Padding of ``in_conv`` if different (the U-ConvLSTM's is reflect).
+        skip_conv: Up blocks with the 1x1 ``skip_conv`` (not in the single-date U-Net).
+
+    Returns:
+        The three modules; ``up_blocks[0]`` is the deepest.
+    """
+    if len(encoder_widths) != len(decoder_widths):
+        raise ConfigError("encoder_widths and decoder_widths must have the same length")
+    kernel, stride, padding = strided
+    conv = {"kernel_size": kernel, "stride": stride, "padding": padding}
+    in_conv = ConvBlock(
+        in_channels, encoder_widths[0], encoder_norm, in_padding_mode or padding_mode
+    )
+    down_blocks = nn.ModuleList(
+        DownConvBlock(a, b, **conv, norm=encoder_norm, padding_mode=padding_mode)
+        for a, b in zip(encoder_widths[:-1], encoder_widths[1:], strict=True)
+    )
+    up_blocks = nn.ModuleList(
+        UpConvBlock(
+            decoder_widths[i],
+            decoder_widths[i - 1],
+            encoder_widths[i - 1],
+            **conv,
+            norm=decoder_norm,
+            padding_mode=padding_mode,
+            skip_conv=skip_conv,
+        )
+        for i in range(len(decoder_widths) - 1, 0, -1)
+    )
+    return in_conv, down_blocks, up_blocks
 
 
 def padded_frames(x: torch.Tensor, pad_value: float | None) -> torch.Tensor | None:

@@ -14,14 +14,12 @@ import torch
 from torch import nn
 
 from eochange.models.blocks import (
-    ConvBlock,
-    DownConvBlock,
     LastConvLayer,
-    UpConvBlock,
     masked_mean,
     pad_to_multiple,
     padded_frames,
     shared_forward,
+    unet_stages,
 )
 from eochange.models.registry import register_model
 
@@ -185,34 +183,20 @@ class UConvLSTM(nn.Module):
         self.pad_value = pad_value
         # Total downsampling (8 by default): inputs are padded to a multiple of it.
         self.multiple = str_conv_s ** (len(encoder_widths) - 1)
-        strided = {"kernel_size": str_conv_k, "stride": str_conv_s, "padding": str_conv_p}
-
-        # Upstream builds in_conv without padding_mode, so it keeps ConvBlock's 'reflect'.
-        self.in_conv = ConvBlock(in_channels, encoder_widths[0], norm=encoder_norm)
-        self.down_blocks = nn.ModuleList(
-            DownConvBlock(
-                encoder_widths[i],
-                encoder_widths[i + 1],
-                norm=encoder_norm,
-                padding_mode=padding_mode,
-                **strided,
-            )
-            for i in range(len(encoder_widths) - 1)
+        # Upstream builds in_conv without padding_mode, so it keeps ConvBlock's 'reflect';
+        # the decoder's conv1/conv2 use the encoder norm (GroupNorm), unlike U-TAE.
+        self.in_conv, self.down_blocks, self.up_blocks = unet_stages(
+            in_channels,
+            encoder_widths,
+            decoder_widths,
+            strided=(str_conv_k, str_conv_s, str_conv_p),
+            encoder_norm=encoder_norm,
+            decoder_norm=encoder_norm,
+            padding_mode=padding_mode,
+            in_padding_mode="reflect",
         )
         self.temporal_encoder = ConvLSTM(encoder_widths[-1], hidden_dim, skip_padded=skip_padded)
         self.out_convlstm = nn.Conv2d(hidden_dim, encoder_widths[-1], 3, padding=1)
-        # Deepest stage first: up_blocks.0 takes the ConvLSTM output.
-        self.up_blocks = nn.ModuleList(
-            UpConvBlock(
-                decoder_widths[i],
-                decoder_widths[i - 1],
-                encoder_widths[i - 1],
-                norm=encoder_norm,
-                padding_mode=padding_mode,
-                **strided,
-            )
-            for i in range(len(decoder_widths) - 1, 0, -1)
-        )
         self.out_conv = LastConvLayer(
             decoder_widths[0], decoder_widths[0], num_classes, padding_mode=padding_mode
         )

@@ -12,14 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from eochange.errors import ConfigError
-from eochange.models.blocks import (
-    ConvBlock,
-    DownConvBlock,
-    LastConvLayer,
-    UpConvBlock,
-    pad_to_multiple,
-)
+from eochange.models.blocks import LastConvLayer, pad_to_multiple, unet_stages
 from eochange.models.registry import register_model
 
 
@@ -57,27 +50,17 @@ class UNet(nn.Module):
         padding_mode: str = "reflect",
     ) -> None:
         super().__init__()
-        if len(encoder_widths) != len(decoder_widths):
-            raise ConfigError("unet: encoder_widths and decoder_widths must have the same length")
         self.in_channels = in_channels
         self.stride = str_conv_s ** (len(encoder_widths) - 1)
-        strided = {"kernel_size": str_conv_k, "stride": str_conv_s, "padding": str_conv_p}
-        self.in_conv = ConvBlock(in_channels, encoder_widths[0], encoder_norm, padding_mode)
-        self.down_blocks = nn.ModuleList(
-            DownConvBlock(a, b, **strided, norm=encoder_norm, padding_mode=padding_mode)
-            for a, b in zip(encoder_widths[:-1], encoder_widths[1:], strict=True)
-        )
-        self.up_blocks = nn.ModuleList(
-            UpConvBlock(
-                decoder_widths[i],
-                decoder_widths[i - 1],
-                encoder_widths[i - 1],
-                **strided,
-                norm="batch",
-                padding_mode=padding_mode,
-                skip_conv=False,
-            )
-            for i in range(len(decoder_widths) - 1, 0, -1)
+        self.in_conv, self.down_blocks, self.up_blocks = unet_stages(
+            in_channels,
+            encoder_widths,
+            decoder_widths,
+            strided=(str_conv_k, str_conv_s, str_conv_p),
+            encoder_norm=encoder_norm,
+            decoder_norm="batch",
+            padding_mode=padding_mode,
+            skip_conv=False,
         )
         self.out_conv = LastConvLayer(decoder_widths[0], 32, num_classes, padding_mode)
 

@@ -18,13 +18,11 @@ from torch import nn
 
 from eochange.errors import ConfigError
 from eochange.models.blocks import (
-    ConvBlock,
-    DownConvBlock,
     LastConvLayer,
-    UpConvBlock,
     pad_to_multiple,
     padded_frames,
     shared_forward,
+    unet_stages,
 )
 from eochange.models.registry import register_model
 
@@ -235,28 +233,18 @@ class UTAE(nn.Module):
         masked_in_norm: bool = False,
     ) -> None:
         super().__init__()
-        if len(encoder_widths) != len(decoder_widths):
-            raise ConfigError("utae: encoder_widths and decoder_widths must have the same length")
         self.in_channels = in_channels
         self.pad_value = pad_value
         self.positions_if_missing = positions_if_missing
         self.stride = str_conv_s ** (len(encoder_widths) - 1)
-        strided = {"kernel_size": str_conv_k, "stride": str_conv_s, "padding": str_conv_p}
-        self.in_conv = ConvBlock(in_channels, encoder_widths[0], encoder_norm, padding_mode)
-        self.down_blocks = nn.ModuleList(
-            DownConvBlock(a, b, **strided, norm=encoder_norm, padding_mode=padding_mode)
-            for a, b in zip(encoder_widths[:-1], encoder_widths[1:], strict=True)
-        )
-        self.up_blocks = nn.ModuleList(
-            UpConvBlock(
-                decoder_widths[i],
-                decoder_widths[i - 1],
-                encoder_widths[i - 1],
-                **strided,
-                norm="batch",
-                padding_mode=padding_mode,
-            )
-            for i in range(len(decoder_widths) - 1, 0, -1)
+        self.in_conv, self.down_blocks, self.up_blocks = unet_stages(
+            in_channels,
+            encoder_widths,
+            decoder_widths,
+            strided=(str_conv_k, str_conv_s, str_conv_p),
+            encoder_norm=encoder_norm,
+            decoder_norm="batch",
+            padding_mode=padding_mode,
         )
         self.temporal_encoder = LTAE2d(
             encoder_widths[-1],
