@@ -112,6 +112,13 @@ class ConvLSTM(nn.Module):
         Returns:
             The last cell state ``c``, ``(B, hidden_dim, H, W)``.
         """
+        # The recurrence compounds rounding over the dates: keep it in float32 under
+        # autocast (bf16/fp16 inference or AMP training); it runs at 1/8 resolution, so
+        # this costs little.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._run(x.float(), pad_mask)
+
+    def _run(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
         cell = self.cell_list[0]
         h, c = cell.init_state(x[:, 0])
         update = None
