@@ -70,6 +70,27 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import warnings
+
+    from eochange.evaluation.dynamicearthnet import evaluate, format_table, to_json
+    from eochange.io.atomic import atomic_path
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN SC is reported in the table
+        result = evaluate(args.ref, args.res)
+    print(format_table(result))
+    cubes = len(result["per_cube"])
+    print(f"{cubes} cube(s); scores accumulated over all cubes and month pairs")
+    if result["ignored_predictions"]:
+        print(f"ignored {len(result['ignored_predictions'])} prediction file(s) without reference")
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(to_json(result))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from eochange.demo import run_demo
 
@@ -139,6 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
     pden.add_argument("--overwrite", action="store_true", help="redo complete areas too")
     pden.add_argument("--quiet", action="store_true", help="no progress bar")
     pden.set_defaults(func=_cmd_prepare)
+    evaluate = commands.add_parser("evaluate", help="score predictions against references")
+    evaluate_kinds = evaluate.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    eden = evaluate_kinds.add_parser(
+        "dynamicearthnet",
+        help="SCS, BC, SC and mIoU as the official evaluator",
+        description="Score monthly class maps <cube>_<YYYY-MM-DD>.png (or .tif) in --res "
+        "against the same names in --ref (255 = ignore), as the official DynamicEarthNet "
+        "evaluator does.",
+    )
+    eden.add_argument("--ref", required=True, help="folder of reference class maps")
+    eden.add_argument("--res", required=True, help="folder of predicted class maps")
+    eden.add_argument("--json", default=None, help="also write the scores as JSON here")
+    eden.set_defaults(func=_cmd_evaluate)
     return parser
 
 

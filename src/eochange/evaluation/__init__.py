@@ -1,0 +1,1 @@
+"""Evaluation of prediction files against reference files (drop-ins for official tools)."""
