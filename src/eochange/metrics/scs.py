@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from eochange.metrics.confusion import class_histogram, joint_change_histogram, remap_table
+from eochange.metrics.confusion import class_histogram, joint_change_histogram, value_counts
 
 EPS = 1e-15
 """Denominator floor of the official IoU computations."""
@@ -106,7 +106,6 @@ class ChangeSegmentationMetric:
         self.class_names = list(class_names or [f"class{i}" for i in range(num_classes)])
         if len(self.class_names) != num_classes:
             raise ValueError(f"class_names: expected {num_classes} names")
-        self._table = remap_table(num_classes, ignore_index) if 0 <= ignore_index < 256 else None
         self.reset()
 
     def reset(self) -> None:
@@ -119,20 +118,27 @@ class ChangeSegmentationMetric:
 
     def _ground_truth(self, gt: np.ndarray) -> np.ndarray:
         k = self.num_classes
-        if self._table is not None and gt.dtype == np.uint8:
-            out = self._table[gt]
-            invalid = out == 255
-        else:
-            values = gt.astype(np.int64, copy=False)
-            ignored = values == self.ignore_index
-            invalid = ~(ignored | ((values >= 0) & (values < k)))
-            out = np.where(ignored, k, values).astype(np.uint8)
+        if self.ignore_index >= k and self.ignore_index <= 255 and gt.dtype == np.uint8:
+            # One histogram validates every value; then ignore is the only value above K.
+            counts = value_counts(gt)
+            allowed = np.zeros(256, bool)
+            allowed[:k] = True
+            allowed[self.ignore_index] = True
+            if counts[~allowed].any():
+                bad = np.flatnonzero(counts * ~allowed)[:5].tolist()
+                raise ValueError(
+                    f"ground truth: values must be 0..{k - 1} or {self.ignore_index}, found {bad}"
+                )
+            return np.minimum(gt, k)
+        values = gt.astype(np.int64, copy=False)
+        ignored = values == self.ignore_index
+        invalid = ~(ignored | ((values >= 0) & (values < k)))
         if invalid.any():
             bad = np.unique(gt[invalid])[:5].tolist()
             raise ValueError(
                 f"ground truth: values must be 0..{k - 1} or {self.ignore_index}, found {bad}"
             )
-        return out
+        return np.where(ignored, k, values).astype(np.uint8)
 
     def _prediction(self, pred: np.ndarray) -> np.ndarray:
         if pred.min() < 0 or pred.max() >= self.num_classes:
