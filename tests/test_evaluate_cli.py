@@ -15,6 +15,10 @@ def _write(folder, cube, date, array):
     Image.fromarray(array.astype(np.uint8)).save(folder / f"{cube}_{date}.png")
 
 
+def _evaluate(ref, res, *extra):
+    return main(["evaluate", "dynamicearthnet", "--ref", str(ref), "--res", str(res), *extra])
+
+
 @pytest.fixture()
 def folders(tmp_path):
     rng = np.random.default_rng(0)
@@ -37,21 +41,7 @@ def test_cli_scores_pngs_like_the_streaming_metric(folders, tmp_path, capsys):
         expected.update(gt, pred, cube)
     expected = expected.compute()
     out = tmp_path / "scores.json"
-    assert (
-        main(
-            [
-                "evaluate",
-                "dynamicearthnet",
-                "--ref",
-                str(ref),
-                "--res",
-                str(res),
-                "--json",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert _evaluate(ref, res, "--json", str(out)) == 0
     printed = capsys.readouterr().out
     assert f"SCS      {np.round(expected['scs'] * 100, 1):>6.1f}" in printed
     data = json.loads(out.read_text())
@@ -69,34 +59,20 @@ def test_no_change_gives_null_and_errors_name_files(tmp_path, capsys):
         _write(ref, "c", date, same)
         _write(res, "c", date, same)
     out = tmp_path / "s.json"
-    assert (
-        main(
-            [
-                "evaluate",
-                "dynamicearthnet",
-                "--ref",
-                str(ref),
-                "--res",
-                str(res),
-                "--json",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert _evaluate(ref, res, "--json", str(out)) == 0
     data = json.loads(out.read_text())
     assert data["sc"] is None and data["scs"] is None and data["bc"] == 0.0
     _write(res, "c", "2018-02-01", np.full((8, 8), 6, np.uint8))
-    assert main(["evaluate", "dynamicearthnet", "--ref", str(ref), "--res", str(res)]) == 2
+    assert _evaluate(ref, res) == 2
     assert "c_2018-02-01.png: predictions must be 0..5, found [6]" in capsys.readouterr().err
     _write(res, "c", "2018-02-01", np.zeros((4, 8), np.uint8))
-    assert main(["evaluate", "dynamicearthnet", "--ref", str(ref), "--res", str(res)]) == 2
+    assert _evaluate(ref, res) == 2
     assert "shape (4, 8), reference (8, 8)" in capsys.readouterr().err
     (res / "c_2018-02-01.png").unlink()
-    assert main(["evaluate", "dynamicearthnet", "--ref", str(ref), "--res", str(res)]) == 2
+    assert _evaluate(ref, res) == 2
     assert "have no prediction: c_2018-02-01.png" in capsys.readouterr().err
     (ref / "bad.png").write_bytes(b"x")
-    assert main(["evaluate", "dynamicearthnet", "--ref", str(ref), "--res", str(res)]) == 2
+    assert _evaluate(ref, res) == 2
     assert "bad.png: expected a name <cube>_<YYYY-MM-DD>.png" in capsys.readouterr().err
 
 

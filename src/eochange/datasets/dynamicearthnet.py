@@ -26,7 +26,6 @@ from eochange.datasets.dynamicearthnet_sources import CubeSource, RawSource, Sou
 from eochange.datasets.transforms import CropPlan, normalise, plan_upstream_crop, resample
 from eochange.errors import ConfigError
 from eochange.io.cube import Grid, is_cube
-from eochange.sample import IGNORE_INDEX
 
 Sample = dict[str, Any]
 
@@ -244,4 +243,4 @@ def _label_colormap() -> tuple[ListedColormap, tuple[float, float]]:
     return ListedColormap(colours), (-0.5, len(colours) - 0.5)
 
 
-__all__ = ["DynamicEarthNet", "IGNORE_INDEX"]
+__all__ = ["DynamicEarthNet"]

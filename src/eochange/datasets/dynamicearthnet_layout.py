@@ -190,11 +190,16 @@ def parse_split_line(
     )
 
 
-def split_file(root: str | os.PathLike[str], split: str) -> Path:
-    """Return the path of a split file, checking the split name."""
+def check_split(split: str) -> str:
+    """Return ``split`` if it is ``train``, ``val`` or ``test``; raise ConfigError otherwise."""
     if split not in SPLITS:
         raise ConfigError(f"split: expected one of {SPLITS}, got {split!r}")
-    return Path(root) / SPLIT_FOLDER / f"{split}.txt"
+    return split
+
+
+def split_file(root: str | os.PathLike[str], split: str) -> Path:
+    """Return the path of a split file, checking the split name."""
+    return Path(root) / SPLIT_FOLDER / f"{check_split(split)}.txt"
 
 
 def read_split(

@@ -172,7 +172,7 @@ class CubeSource:
 
     def entries(self, split: str) -> list[layout.SplitEntry]:
         """Entries recorded from the split file when the cube was prepared."""
-        layout.split_file(self.cube.path, split)  # validates the split name
+        layout.check_split(split)
         lines = self.cube.attrs.get("splits", {}).get(split)
         if not lines:
             raise DataError(f"{self.cube.path}: cube has no entries for split {split!r}")
