@@ -31,9 +31,11 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-test
 	$(VENV)/bin/python benchmarks/loader.py
 	$(VENV)/bin/python benchmarks/prepare.py
+	$(VENV)/bin/python benchmarks/metrics.py
+	$(VENV)/bin/python benchmarks/models.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info src/*.egg-info

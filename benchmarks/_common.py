@@ -151,15 +151,38 @@ def peak_rss_mb() -> float:
     return kib * scale / 1e6
 
 
-def vm_hwm_mb() -> float:
-    """``VmHWM`` of this process in MB (Linux; NaN elsewhere): a cross-check of ru_maxrss."""
+def _proc_status_mb(field: str) -> float:
+    """A ``/proc/self/status`` memory field (``VmHWM``, ``VmRSS``) in MB; NaN off Linux."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024 / 1e6
     except OSError:
         pass
     return float("nan")
+
+
+def vm_hwm_mb() -> float:
+    """``VmHWM`` of this process in MB (Linux; NaN elsewhere): a cross-check of ru_maxrss."""
+    return _proc_status_mb("VmHWM")
+
+
+def reset_vm_hwm() -> bool:
+    """Reset this process's ``VmHWM`` to its current RSS (Linux ``clear_refs``).
+
+    Lets a benchmark measure the peak of one step after its input data are in memory.
+    Returns False where the reset is not available (then ``VmHWM`` keeps the old peak).
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def rss_mb() -> float:
+    """Current resident set size (``VmRSS``) in MB (Linux; NaN elsewhere)."""
+    return _proc_status_mb("VmRSS")
 
 
 # --- reporting ----------------------------------------------------------------------------

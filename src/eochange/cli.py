@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from eochange import __version__
-from eochange.errors import EOChangeError
+from eochange.errors import ConfigError, EOChangeError
 
 
 def _rewrite(text: str | None) -> str | tuple[str, str] | None:
@@ -73,12 +73,14 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import warnings
 
-    from eochange.evaluation.dynamicearthnet import evaluate, format_table, to_json
+    from eochange.evaluation.dynamicearthnet import evaluate, format_table, to_json, write_plots
     from eochange.io.atomic import atomic_path
 
+    if args.change_map and not args.plots:
+        raise ConfigError("--change-map needs --plots DIR")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # NaN SC is reported in the table
-        result = evaluate(args.ref, args.res)
+        result = evaluate(args.ref, args.res, locate_change=bool(args.plots))
     print(format_table(result))
     cubes = len(result["per_cube"])
     print(f"{cubes} cube(s); scores accumulated over all cubes and month pairs")
@@ -88,6 +90,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         with atomic_path(args.json) as tmp:
             tmp.write_text(to_json(result))
         print(f"wrote {args.json}")
+    if args.plots:
+        written = write_plots(result, args.ref, args.res, args.plots, args.change_map)
+        print(f"wrote {', '.join(path.name for path in written)} to {args.plots}")
     return 0
 
 
@@ -172,6 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
     eden.add_argument("--ref", required=True, help="folder of reference class maps")
     eden.add_argument("--res", required=True, help="folder of predicted class maps")
     eden.add_argument("--json", default=None, help="also write the scores as JSON here")
+    eden.add_argument(
+        "--plots",
+        default=None,
+        metavar="DIR",
+        help="write confusion.png, iou.png and change_map.png into DIR",
+    )
+    eden.add_argument(
+        "--change-map",
+        default=None,
+        metavar="NAME",
+        help="month of the change map, as a file name without suffix, e.g. "
+        "1311_3077_13_2018-06-01 (compared with the month before; default: the pair with "
+        "the most ground-truth change)",
+    )
     eden.set_defaults(func=_cmd_evaluate)
     return parser
 

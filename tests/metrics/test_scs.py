@@ -204,3 +204,64 @@ def test_streaming_equals_the_reference(cubes):
         expected = reference(cubes)
     for key in ("bc", "sc", "scs", "miou"):
         assert _close(result[key], expected[key]), key
+
+
+def test_uint8_values_are_validated_by_the_kernel():
+    gt = maps([[0, 1]], [[1, 255]])
+    metric = ChangeSegmentationMetric()
+    with pytest.raises(ValueError, match=r"prediction: values must be 0..5, found \[6\]"):
+        metric.update(gt, maps([[0, 1]], [[6, 1]]), "p")
+    with pytest.raises(ValueError, match=r"ground truth: values must be 0..5 or 255, found \[7\]"):
+        metric.update(maps([[0, 7]], [[1, 255]]), maps([[0, 1]], [[1, 1]]), "g")
+    # only the first month holds the bad value: still caught
+    with pytest.raises(ValueError, match=r"found \[9\]"):
+        metric.update(maps([[9, 1]], [[1, 1]]), maps([[0, 1]], [[1, 1]]), "f")
+    assert metric.per_cube == {}  # nothing accumulated from rejected cubes
+    assert metric.classes.sum() == 0
+
+
+def test_threads_split_pixels_without_changing_counts():
+    from eochange.metrics.confusion import PARALLEL_MIN_LABELS, change_histograms
+
+    rng = np.random.default_rng(3)
+    shape = (3, 700, 700)  # above the threshold for the threaded path
+    assert np.prod(shape) >= PARALLEL_MIN_LABELS
+    gt = rng.choice(np.array([0, 1, 2, 3, 4, 5, 255], np.uint8), shape)
+    pred = np.where(rng.random(shape) < 0.6, np.minimum(gt, 5), rng.integers(0, K, shape))
+    pred = pred.astype(np.uint8)
+    one = change_histograms(gt, pred, K, IGNORE, threads=1)
+    three = change_histograms(gt, pred, K, IGNORE, threads=3)
+    for a, b in zip(one, three, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert one[0].sum() == 2 * 700 * 700 and one[1].sum() == 700 * 700
+    # the BC marginal against a direct count
+    gc, pc = gt[:-1] != gt[1:], pred[:-1] != pred[1:]
+    assert one[0][1, 1].sum() == np.sum(gc & pc)
+    assert one[0][1, 0].sum() == np.sum(gc & ~pc)
+    sub = (slice(None), slice(0, 40), slice(0, 50))
+    _check([(gt[sub], pred[sub])])
+
+
+@pytest.mark.parametrize("num_classes", [1, 6, 10, 127])
+def test_counts_for_any_number_of_classes(num_classes):
+    from eochange.metrics.confusion import change_histograms
+
+    rng = np.random.default_rng(num_classes)
+    gt = rng.integers(0, num_classes + 1, (3, 9, 11)).astype(np.uint8)  # K = ignore
+    pred = rng.integers(0, num_classes, (3, 9, 11)).astype(np.uint8)
+    counts = change_histograms(gt, pred, num_classes, num_classes)
+    assert not counts.invalid_gt and not counts.invalid_pred
+    k1 = num_classes + 1
+    expected = np.zeros((2, 2, k1, k1), np.int64)
+    gc, pc = gt[:-1] != gt[1:], pred[:-1] != pred[1:]
+    np.add.at(expected, (gc.astype(int), pc.astype(int), gt[1:], pred[1:]), 1)
+    np.testing.assert_array_equal(counts.pairs, expected)
+    first = np.zeros((k1, k1), np.int64)
+    np.add.at(first, (gt[0], pred[0]), 1)
+    np.testing.assert_array_equal(counts.first, first)
+    bad = pred.copy()
+    bad[2, 3, 4] = num_classes
+    assert change_histograms(gt, bad, num_classes, num_classes).invalid_pred
+    bad = gt.copy()
+    bad[0, 0, 0] = num_classes + 1
+    assert change_histograms(bad, pred, num_classes, num_classes).invalid_gt

@@ -22,7 +22,12 @@ import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-from eochange.datasets.dynamicearthnet_layout import CLASS_NAMES, NUM_CLASSES, SHORT_NAMES
+from eochange.datasets.dynamicearthnet_layout import (
+    CLASS_NAMES,
+    NUM_CLASSES,
+    PALETTE,
+    SHORT_NAMES,
+)
 from eochange.errors import DataError
 from eochange.metrics import ChangeSegmentationMetric
 from eochange.sample import DISK_IGNORE
@@ -69,13 +74,26 @@ def read_class_map(path: Path) -> np.ndarray:
 
 
 def evaluate(
-    ref: str | os.PathLike[str], res: str | os.PathLike[str], num_classes: int = NUM_CLASSES
+    ref: str | os.PathLike[str],
+    res: str | os.PathLike[str],
+    num_classes: int = NUM_CLASSES,
+    locate_change: bool = False,
 ) -> dict[str, Any]:
     """Score a prediction folder against a reference folder.
 
+    Args:
+        ref: Folder of reference class maps (255 = ignore).
+        res: Folder of predicted class maps with the same names.
+        num_classes: Evaluation classes.
+        locate_change: Also find the month pair with the most ground-truth change (one
+            extra comparison per month; used to pick the change map of the plots).
+
     Returns:
         ``scs``, ``bc``, ``sc``, ``miou`` (fractions, NaN possible), ``iou``, ``classes``,
-        ``per_cube``, plus ``ignored_predictions`` (prediction files without reference).
+        ``per_cube``, ``confusion`` and ``change_confusion`` (counts), plus
+        ``ignored_predictions`` (prediction files without reference) and, with
+        ``locate_change``, ``most_change``: ``(before, after, changed pixels)`` file names
+        or None when nothing changes.
 
     Raises:
         DataError: A reference file has no prediction, shapes differ, or values are out
@@ -93,6 +111,7 @@ def evaluate(
             + (" ..." if len(missing) > 5 else "")
         )
     metric = ChangeSegmentationMetric(num_classes, DISK_IGNORE, CLASS_NAMES[:num_classes])
+    most_change: tuple[str, str, int] | None = None
     for cube, names in reference.items():
         gts, preds = [], []
         for name in names:
@@ -106,13 +125,89 @@ def evaluate(
                 )
             gts.append(gt)
             preds.append(pred)
+        gt_series = np.stack(gts)
         try:
-            metric.update(np.stack(gts), np.stack(preds), cube)
+            metric.update(gt_series, np.stack(preds), cube)
         except ValueError as err:
             raise DataError(f"{ref}: cube {cube}: {err}") from None
+        if locate_change and len(names) > 1:
+            changed = np.count_nonzero(gt_series[1:] != gt_series[:-1], axis=(1, 2))
+            t = int(changed.argmax())
+            if changed[t] and (most_change is None or changed[t] > most_change[2]):
+                most_change = (names[t], names[t + 1], int(changed[t]))
     result = metric.compute()
     result["ignored_predictions"] = sorted(predictions - wanted)
+    if locate_change:
+        result["most_change"] = most_change
     return result
+
+
+def write_plots(
+    result: dict[str, Any],
+    ref: str | os.PathLike[str],
+    res: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    change_map: str | None = None,
+) -> list[Path]:
+    """Write the report figures of an :func:`evaluate` result as PNGs into ``out``.
+
+    ``confusion.png`` (row-normalised, all months), ``iou.png`` (per class, in the
+    class palette) and ``change_map.png`` (ground-truth vs predicted change, hits,
+    misses and false alarms) for one month pair.
+
+    Args:
+        result: What :func:`evaluate` returned (with ``locate_change=True`` if
+            ``change_map`` is not given).
+        ref: The reference folder scored.
+        res: The prediction folder scored.
+        out: Folder for the figures (created).
+        change_map: Name (without suffix) of the later month of the pair to map, e.g.
+            ``1311_3077_13_2018-06-01``; default: the pair with the most ground-truth
+            change.
+
+    Returns:
+        The files written.
+
+    Raises:
+        DataError: ``change_map`` names no reference file or the first month of a cube.
+    """
+    from eochange.io.atomic import atomic_path
+    from eochange.report.plots import plot_change_map, plot_class_iou, plot_confusion
+
+    ref, res, out = Path(ref), Path(res), Path(out)
+    classes = result["classes"]
+    figures = {
+        "confusion.png": plot_confusion(result["confusion"], classes),
+        "iou.png": plot_class_iou(
+            result["iou"], classes, PALETTE[: len(classes)], f"IoU per class (mIoU "
+            f"{_percent(result['miou'])}, SCS {_percent(result['scs'])})",
+        ),
+    }  # fmt: skip
+    pair = _change_pair(ref, change_map) if change_map else result.get("most_change")
+    if pair is not None:
+        before, after = pair[0], pair[1]
+        maps = [read_class_map(folder / name) for folder in (ref, res) for name in (before, after)]
+        title = f"{Path(before).stem} -> {Path(after).stem}"
+        figures["change_map.png"] = plot_change_map(*maps, title=title, ignore_index=DISK_IGNORE)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, figure in figures.items():
+        with atomic_path(out / name) as tmp:
+            figure.savefig(tmp, format="png", dpi=120)
+        written.append(out / name)
+    return written
+
+
+def _change_pair(ref: Path, name: str) -> tuple[str, str]:
+    """The reference files of the month before ``name`` and of ``name`` itself."""
+    for names in group_by_cube(ref).values():
+        stems = [Path(n).stem for n in names]
+        if name in stems:
+            index = stems.index(name)
+            if index == 0:
+                raise DataError(f"--change-map {name}: first month of its cube, no pair")
+            return names[index - 1], names[index]
+    raise DataError(f"--change-map {name}: no reference file {name}.png/.tif in {ref}")
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from eochange.metrics.confusion import class_histogram, joint_change_histogram, value_counts
+from eochange.metrics.confusion import change_histograms
 
 EPS = 1e-15
 """Denominator floor of the official IoU computations."""
@@ -83,6 +83,8 @@ class ChangeSegmentationMetric:
         num_classes: Evaluation classes (6); predictions must lie in ``0..num_classes-1``.
         ignore_index: Ground-truth value of unlabelled pixels (255 on disk).
         class_names: Names reported with the per-class IoU (default ``class0`` ...).
+        threads: Threads the accumulation of a cube is split over (default: the usable
+            cores).
 
     Example:
         >>> metric = ChangeSegmentationMetric()
@@ -96,11 +98,15 @@ class ChangeSegmentationMetric:
         num_classes: int = 6,
         ignore_index: int = 255,
         class_names: Sequence[str] | None = None,
+        threads: int | None = None,
     ) -> None:
         if not 1 <= num_classes <= 127:
             raise ValueError(f"num_classes: expected 1..127, got {num_classes}")
         if 0 <= ignore_index < num_classes:
             raise ValueError(f"ignore_index {ignore_index} is one of the classes")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads: expected at least 1, got {threads}")
+        self.threads = threads
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.class_names = list(class_names or [f"class{i}" for i in range(num_classes)])
@@ -116,35 +122,29 @@ class ChangeSegmentationMetric:
         self.classes = np.zeros((k1, k1), np.int64)
         self.per_cube: dict[str, dict[str, Any]] = {}
 
-    def _ground_truth(self, gt: np.ndarray) -> np.ndarray:
+    def _ground_truth(self, gt: np.ndarray) -> tuple[np.ndarray, int]:
+        """uint8 ground truth and the uint8 value that marks ignore in it."""
+        if gt.dtype == np.uint8 and 0 <= self.ignore_index <= 255:
+            return gt, self.ignore_index  # validated by the kernel's lookup table
         k = self.num_classes
-        if self.ignore_index >= k and self.ignore_index <= 255 and gt.dtype == np.uint8:
-            # One histogram validates every value; then ignore is the only value above K.
-            counts = value_counts(gt)
-            allowed = np.zeros(256, bool)
-            allowed[:k] = True
-            allowed[self.ignore_index] = True
-            if counts[~allowed].any():
-                bad = np.flatnonzero(counts * ~allowed)[:5].tolist()
-                raise ValueError(
-                    f"ground truth: values must be 0..{k - 1} or {self.ignore_index}, found {bad}"
-                )
-            return np.minimum(gt, k)
-        values = gt.astype(np.int64, copy=False)
-        ignored = values == self.ignore_index
-        invalid = ~(ignored | ((values >= 0) & (values < k)))
+        ignored = gt == self.ignore_index
+        invalid = ~(ignored | ((gt >= 0) & (gt < k)))
         if invalid.any():
-            bad = np.unique(gt[invalid])[:5].tolist()
-            raise ValueError(
-                f"ground truth: values must be 0..{k - 1} or {self.ignore_index}, found {bad}"
-            )
-        return np.where(ignored, k, values).astype(np.uint8)
+            self._reject("ground truth", gt[invalid])
+        return np.where(ignored, k, gt).astype(np.uint8), k
 
     def _prediction(self, pred: np.ndarray) -> np.ndarray:
-        if pred.min() < 0 or pred.max() >= self.num_classes:
-            bad = np.unique(pred[(pred < 0) | (pred >= self.num_classes)])[:5].tolist()
-            raise ValueError(f"prediction: values must be 0..{self.num_classes - 1}, found {bad}")
-        return pred.astype(np.uint8, copy=False)
+        if pred.dtype == np.uint8:
+            return pred  # validated by the kernel's lookup table
+        if pred.size and (pred.min() < 0 or pred.max() >= self.num_classes):
+            self._reject("prediction", pred[(pred < 0) | (pred >= self.num_classes)])
+        return pred.astype(np.uint8)
+
+    def _reject(self, what: str, values: np.ndarray) -> None:
+        k = self.num_classes
+        bad = np.unique(values)[:5].tolist()
+        allowed = f"0..{k - 1}" + (f" or {self.ignore_index}" if what == "ground truth" else "")
+        raise ValueError(f"{what}: values must be {allowed}, found {bad}")
 
     def update(self, gt: Any, pred: Any, cube_id: str | None = None) -> dict[str, Any]:
         """Add one cube: its ground-truth and predicted series, all months in order.
@@ -171,14 +171,18 @@ class ChangeSegmentationMetric:
         if cube_id in self.per_cube:
             raise ValueError(f"cube {cube_id!r} was already added; pass all its months at once")
         k = self.num_classes
-        g, p = self._ground_truth(gt), self._prediction(pred)
-        joint = joint_change_histogram(g, p, k)
+        g, ignore = self._ground_truth(gt)
+        p = self._prediction(pred)
+        counts = change_histograms(g, p, k, ignore, self.threads)
+        if counts.invalid_gt:
+            self._reject("ground truth", g[(g >= k) & (g != ignore)])
+        if counts.invalid_pred:
+            self._reject("prediction", p[p >= k])
+        joint, first = counts.pairs, counts.first
         change = joint.sum(axis=(2, 3))
         changed = joint[1].sum(axis=0)
         changed[k, :] = 0  # ground truth ignored at t+1: not part of SC
-        classes = joint.sum(axis=(0, 1))
-        if len(g):
-            classes += class_histogram(g[0], p[0], k)
+        classes = joint.sum(axis=(0, 1)) + first
         classes[k, :] = 0  # ignored pixels are not part of mIoU
         self.change += change
         self.changed_classes += changed
@@ -194,7 +198,10 @@ class ChangeSegmentationMetric:
 
         Returns:
             ``scs``, ``bc``, ``sc``, ``miou`` (fractions; NaN where the official evaluator
-            gives NaN), ``iou`` (per class), ``classes`` (names) and ``per_cube``.
+            gives NaN), ``iou`` (per class), ``classes`` (names), ``per_cube``, and the
+            accumulated counts for plots: ``confusion`` (K x K over all months, rows
+            ground truth, ignored pixels left out) and ``change_confusion`` (2 x 2, rows
+            ground-truth change).
         """
         result = scores(self.change, self.changed_classes, self.classes, self.num_classes)
         if np.isnan(result["sc"]):
@@ -204,8 +211,11 @@ class ChangeSegmentationMetric:
                 RuntimeWarning,
                 stacklevel=2,
             )
+        k = self.num_classes
         result["classes"] = list(self.class_names)
         result["per_cube"] = dict(self.per_cube)
+        result["confusion"] = self.classes[:k, :k].copy()
+        result["change_confusion"] = self.change.copy()
         return result
 
 

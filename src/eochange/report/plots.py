@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 CHANGE_COLOURS = {
     "no change": (1.0, 1.0, 1.0),
@@ -94,7 +95,7 @@ def plot_change_map(
 ) -> Figure:
     """Ground-truth change, predicted change, and hits / misses / false alarms side by side."""
     categories = change_categories(gt_before, gt_after, pred_before, pred_after, ignore_index)
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    fig = Figure(figsize=(10, 4.0), layout="constrained")
     axes = fig.subplots(1, 3)
     grey = ListedColormap([(1, 1, 1), (0.1, 0.1, 0.1)])
     axes[0].imshow(gt_before != gt_after, cmap=grey, vmin=0, vmax=1, interpolation="nearest")
@@ -107,6 +108,11 @@ def plot_change_map(
     axes[2].set_title(f"hit {counts[1]} · missed {counts[2]} · false {counts[3]}")
     for ax in axes:
         ax.set_axis_off()
+    legend = [
+        Patch(facecolor=colour, edgecolor="black", label=name)
+        for name, colour in CHANGE_COLOURS.items()
+    ]
+    fig.legend(handles=legend, loc="outside lower center", ncols=len(legend), frameon=False)
     if title:
         fig.suptitle(title)
     return fig
