@@ -25,3 +25,11 @@ def den_cube(den_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     report = prepare_dynamicearthnet(den_root, cube, scheduler="synchronous", chunk=32)
     assert not report.failed, report.failed
     return cube
+
+
+@pytest.fixture(scope="session")
+def den_train_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight 64-px areas (4 train, 2 val, 2 test cubes), January and February labelled."""
+    root = tmp_path_factory.mktemp("den_train") / "raw"
+    make_dynamicearthnet(root, aois=8, size=64, start="2018-01-01", days=62, seed=11)
+    return root

@@ -96,6 +96,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from eochange.report.html import write_report
+
+    print(f"wrote {write_report(args.run_dir, args.out)}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from eochange.demo import run_demo
 
@@ -192,17 +199,49 @@ def build_parser() -> argparse.ArgumentParser:
         "the most ground-truth change)",
     )
     eden.set_defaults(func=_cmd_evaluate)
+
+    report = commands.add_parser(
+        "report",
+        help="self-contained HTML report of a training run",
+        description="Write one HTML file (figures embedded) with the scores, a majority-class "
+        "baseline, training curves, per-class IoU, confusion matrix, per-cube scores, sample "
+        "predictions, change maps and the configuration of a training run folder.",
+    )
+    report.add_argument("run_dir", help="run folder (metrics.csv, evaluation/, config.yaml)")
+    report.add_argument(
+        "--out", default=None, metavar="FILE", help="HTML file (default: RUN_DIR/report.html)"
+    )
+    report.set_defaults(func=_cmd_report)
+    for name, text in LIGHTNING_COMMANDS.items():
+        # Parsed by LightningCLI (see eochange.training_cli); listed here for --help.
+        commands.add_parser(name, help=f"{text}: eochange {name} --config FILE [--help]")
     return parser
+
+
+LIGHTNING_COMMANDS = {
+    "fit": "train a model from a YAML config (LightningCLI)",
+    "validate": "validate a checkpoint on the validation split",
+    "test": "score a checkpoint on the test split",
+    "predict": "write predicted class maps of a split",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``eochange``; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+    argv = list(sys.argv[1:] if argv is None else argv)
+    lightning = bool(argv) and argv[0] in LIGHTNING_COMMANDS
+    args = None
+    if not lightning:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
     try:
+        if lightning:
+            from eochange.training_cli import run
+
+            return run(argv)
         return int(args.func(args) or 0)
     except EOChangeError as err:
         print(f"eochange: error: {err}", file=sys.stderr)

@@ -22,6 +22,18 @@ R = TypeVar("R")
 LOCAL_SCHEDULERS = ("local", "threads", "synchronous")
 
 
+def usable_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def default_workers(cap: int) -> int:
+    """Workers for a pool: ``cap``, but no more than the usable cores."""
+    return max(1, min(cap, usable_cores()))
+
+
 def check_scheduler(scheduler: str | None) -> None:
     """Raise ConfigError unless ``scheduler`` is None, a local mode or an address."""
     if scheduler is None or scheduler in LOCAL_SCHEDULERS or "://" in scheduler:
@@ -74,7 +86,7 @@ def map_tasks(
 
     cluster = None
     if scheduler is None or scheduler in ("local", "threads"):
-        n = max(1, min(workers or os.cpu_count() or 1, len(items)))
+        n = max(1, min(workers or usable_cores(), len(items)))
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,

@@ -26,6 +26,7 @@ from eochange.datasets.dynamicearthnet_sources import CubeSource, RawSource, Sou
 from eochange.datasets.transforms import CropPlan, normalise, plan_upstream_crop, resample
 from eochange.errors import ConfigError
 from eochange.io.cube import Grid, is_cube
+from eochange.report.colour import true_colour
 
 Sample = dict[str, Any]
 
@@ -110,21 +111,29 @@ class DynamicEarthNet(torch.utils.data.Dataset):
         return len(self.entries)
 
     def set_epoch(self, epoch: int) -> None:
-        """Draw new augmentation parameters for a new epoch (deterministic per epoch)."""
+        """Draw new augmentation parameters for a new epoch (deterministic per epoch).
+
+        In DataLoader worker processes (persistent ones especially) a change here does
+        not reach the workers' copies; index with ``(index, epoch)`` pairs instead, as
+        :class:`~eochange.datamodules.samplers.EpochSampler` does.
+        """
         self.epoch = int(epoch)
 
-    def crop_plan(self, index: int) -> CropPlan:
-        """The rescale/crop/flip of training sample ``index`` in the current epoch."""
+    def crop_plan(self, index: int, epoch: int | None = None) -> CropPlan:
+        """The rescale/crop/flip of training sample ``index`` in ``epoch`` (default: current)."""
         grid = self.source.grid(self.entries[index])
-        rng = random.Random(f"{self.seed}:{self.epoch}:{index}")
+        epoch = self.epoch if epoch is None else epoch
+        rng = random.Random(f"{self.seed}:{epoch}:{index}")
         return plan_upstream_crop(rng, grid.height, grid.width, self.crop_size, self.scale_range)
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, index: int | tuple[int, int]) -> Sample:
+        """Sample ``index``; an ``(index, epoch)`` pair fixes the augmentation's epoch."""
+        index, epoch = index if isinstance(index, tuple) else (index, self.epoch)
         entry = self.entries[index]
         days, handles = self.source.frames(entry, self.sampling)
         grid = self.source.grid(entry)
         if self.augment:
-            image, bits, transform = self._augmented(index, handles, grid)
+            image, bits, transform = self._augmented(index, epoch, handles, grid)
         else:
             image = torch.from_numpy(self.source.read_images(entry, handles, None, np.float32))
             bits = self.source.read_label_bits(entry, None)
@@ -148,10 +157,10 @@ class DynamicEarthNet(torch.utils.data.Dataset):
         return sample
 
     def _augmented(
-        self, index: int, handles: list[Any], grid: Grid
+        self, index: int, epoch: int, handles: list[Any], grid: Grid
     ) -> tuple[torch.Tensor, np.ndarray, Affine]:
         entry = self.entries[index]
-        plan = self.crop_plan(index)
+        plan = self.crop_plan(index, epoch)
         rows, cols = plan.image_taps()
         (r0, r1), (c0, c1) = rows.span, cols.span
         raw = self.source.read_images(entry, handles, (r0, c0, r1 - r0, c1 - c0))
@@ -228,13 +237,7 @@ class DynamicEarthNet(torch.utils.data.Dataset):
 
     def rgb(self, frames: np.ndarray, normalized: bool = True) -> np.ndarray:
         """Displayable ``(..., H, W, 3)`` RGB of ``(..., C, H, W)`` frames (one 2-98% stretch)."""
-        values = frames[..., :3, :, :].astype(np.float64)
-        if normalized:
-            values = values * np.array(self.std[:3])[:, None, None]
-            values += np.array(self.mean[:3])[:, None, None]
-        low, high = np.percentile(values, (2, 98))
-        stretched = np.clip((values - low) / max(high - low, 1e-6), 0, 1)
-        return np.moveaxis(stretched, -3, -1)
+        return true_colour(frames, self.mean, self.std) if normalized else true_colour(frames)
 
 
 def _label_colormap() -> tuple[ListedColormap, tuple[float, float]]:

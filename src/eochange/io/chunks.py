@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from numcodecs import Blosc
 
+from eochange.parallel import default_workers
+
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -31,7 +33,7 @@ def _pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None or _POOL[0] != os.getpid():
-            workers = max(1, min(4, os.cpu_count() or 1))
+            workers = default_workers(4)
             _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="eochange-chunks"))
         return _POOL[1]
 

@@ -21,12 +21,13 @@ per thread, whatever the map size or the number of cubes.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+
+from eochange.parallel import usable_cores
 
 PARALLEL_MIN_LABELS = 1 << 20
 """Below this many labels a single thread is faster than starting a pool."""
@@ -95,13 +96,6 @@ class ChangeCounts(NamedTuple):
     """A predicted value is not a class."""
 
 
-def default_threads() -> int:
-    """CPU cores this process may use (the affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
 def change_histograms(
     gt: np.ndarray,
     pred: np.ndarray,
@@ -137,7 +131,7 @@ def change_histograms(
     if months and pixels:
         g = np.ascontiguousarray(gt).reshape(months, pixels)
         p = np.ascontiguousarray(pred).reshape(months, pixels)
-        workers = 1 if months * pixels < PARALLEL_MIN_LABELS else threads or default_threads()
+        workers = 1 if months * pixels < PARALLEL_MIN_LABELS else threads or usable_cores()
         bounds = np.linspace(0, pixels, workers + 1).astype(np.int64)
         part_pairs = np.zeros((workers, pairs.size), np.int64)
         part_first = np.zeros((workers, first.size), np.int64)

@@ -1,9 +1,9 @@
 """The SCS metric as a ``torchmetrics.Metric``, for use inside Lightning training loops.
 
 States are the three confusion matrices, summed across processes, so validation under
-DDP gives the same global numbers as a single process. Per-cube scores need cube ids,
-which are not synchronised: use :class:`~eochange.metrics.ChangeSegmentationMetric` for
-those.
+DDP gives the same global numbers as a single process (each cube must be seen whole by
+one process). Per-cube scores are kept in ``per_cube`` for the cubes this process saw;
+they are not synchronised.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from eochange.metrics.scs import ChangeSegmentationMetric, scores
 class ChangeSegmentationTorchMetric(Metric):
     """SCS / BC / SC / mIoU accumulated as torchmetrics states.
 
-    ``update(gt, pred)`` takes one cube's ``(T, H, W)`` series (all months, in order);
-    ``compute()`` returns a dict of float tensors ``scs``, ``bc``, ``sc``, ``miou`` and
-    ``iou`` (per class).
+    ``update(gt, pred, cube_id)`` takes one cube's ``(T, H, W)`` series (all months, in
+    order); ``compute()`` returns a dict of float tensors ``scs``, ``bc``, ``sc``,
+    ``miou`` and ``iou`` (per class), and the accumulated int64 counts ``confusion``
+    (K x K, rows ground truth, ignore left out) and ``change_confusion`` (2 x 2).
     """
 
     full_state_update = False
@@ -35,11 +36,18 @@ class ChangeSegmentationTorchMetric(Metric):
         self.add_state("change", torch.zeros(2, 2, dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("changed", torch.zeros(k1, k1, dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("classes", torch.zeros(k1, k1, dtype=torch.int64), dist_reduce_fx="sum")
+        self.per_cube: dict[str, dict[str, Any]] = {}
 
-    def update(self, gt: Any, pred: Any) -> None:
+    def reset(self) -> None:
+        """Zero the states and forget the per-cube scores."""
+        super().reset()
+        self.per_cube = {}
+
+    def update(self, gt: Any, pred: Any, cube_id: str | None = None) -> None:
         """Add one cube's ground-truth and predicted series ``(T, H, W)``."""
         self._cube.reset()
-        self._cube.update(gt, pred, "cube")
+        name = cube_id if cube_id is not None else f"cube{len(self.per_cube)}"
+        self.per_cube[name] = self._cube.update(gt, pred, name)
         self.change += torch.from_numpy(self._cube.change).to(self.change.device)
         self.changed += torch.from_numpy(self._cube.changed_classes).to(self.changed.device)
         self.classes += torch.from_numpy(self._cube.classes).to(self.classes.device)
@@ -52,6 +60,10 @@ class ChangeSegmentationTorchMetric(Metric):
             self.classes.cpu().numpy(),
             self.num_classes,
         )
-        return {
+        out = {
             key: torch.tensor(np.asarray(value, dtype=np.float64)) for key, value in result.items()
         }
+        k = self.num_classes
+        out["confusion"] = self.classes[:k, :k].detach().cpu().clone()
+        out["change_confusion"] = self.change.detach().cpu().clone()
+        return out

@@ -19,6 +19,25 @@ import torch
 EPS = float(np.spacing(1))
 
 
+def upstream_iou(
+    intersection: np.ndarray, predicted: np.ndarray, labelled: np.ndarray
+) -> np.ndarray:
+    """Per-class ``inter / (eps + union)`` as upstream; absent classes give 0."""
+    union = predicted + labelled - intersection
+    return intersection / (EPS + union)
+
+
+def upstream_miou_from_confusion(confusion: Any) -> float:
+    """Upstream's training-time mIoU (mean over all classes) from a K x K confusion.
+
+    ``confusion`` counts labelled pixels only (rows ground truth, columns prediction),
+    as :class:`~eochange.metrics.ChangeSegmentationMetric` accumulates it.
+    """
+    counts = np.asarray(confusion, dtype=np.int64)
+    iou = upstream_iou(np.diag(counts), counts.sum(axis=0), counts.sum(axis=1))
+    return float(iou.mean())
+
+
 class UpstreamTrainingMIoU:
     """Accumulates upstream's checkpoint-selection mIoU and pixel accuracy.
 
@@ -65,8 +84,7 @@ class UpstreamTrainingMIoU:
 
     def compute(self) -> dict[str, Any]:
         """``miou`` (mean over all classes), ``iou`` per class and ``pixel_accuracy``."""
-        union = self.predicted + self.labelled - self.intersection
-        iou = self.intersection / (EPS + union)
+        iou = upstream_iou(self.intersection, self.predicted, self.labelled)
         return {
             "miou": float(iou.mean()),
             "iou": [float(v) for v in iou],

@@ -6,12 +6,13 @@ save it with ``fig.savefig(path)``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 CHANGE_COLOURS = {
     "no change": (1.0, 1.0, 1.0),
@@ -20,6 +21,15 @@ CHANGE_COLOURS = {
     "false alarm": (1.0, 0.65, 0.0),
     "ignored": (0.75, 0.75, 0.75),
 }
+
+
+IGNORE_COLOUR = (0.85, 0.85, 0.85)
+"""Light grey of ignored pixels in class maps."""
+
+
+def _colours(palette: Sequence[Sequence[int]]) -> list[tuple[float, ...]]:
+    """Matplotlib colours (0-1) of 0-255 RGB triples."""
+    return [tuple(c / 255 for c in rgb) for rgb in palette]
 
 
 def plot_confusion(
@@ -52,7 +62,7 @@ def plot_class_iou(
     title: str = "IoU per class",
 ) -> Figure:
     """Bar chart of per-class IoU in [0, 1], bars in the class palette if given."""
-    colours = [tuple(c / 255 for c in rgb) for rgb in palette] if palette else None
+    colours = _colours(palette) if palette else None
     fig = Figure(figsize=(1.0 * len(iou) + 2, 3.5), layout="constrained")
     ax = fig.subplots()
     bars = ax.bar(range(len(iou)), iou, color=colours, edgecolor="black")
@@ -113,6 +123,81 @@ def plot_change_map(
         for name, colour in CHANGE_COLOURS.items()
     ]
     fig.legend(handles=legend, loc="outside lower center", ncols=len(legend), frameon=False)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_training_curves(
+    losses: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+    scores: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+) -> Figure:
+    """Loss curves and score curves against the epoch, side by side.
+
+    Args:
+        losses: Curve name (e.g. ``train/loss``) to ``(epochs, values)``.
+        scores: Curve name (e.g. ``val/miou``) to ``(epochs, values)``, values in [0, 1].
+
+    Returns:
+        One panel per non-empty mapping (at least one of them must have a curve).
+    """
+    panels = [(name, curves) for name, curves in (("loss", losses), ("score", scores)) if curves]
+    fig = Figure(figsize=(5.0 * len(panels), 3.5), layout="constrained")
+    for ax, (ylabel, curves) in zip(
+        fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True
+    ):
+        for label, (epochs, values) in curves.items():
+            ax.plot(epochs, values, marker="o", markersize=3, label=label)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig
+
+
+def plot_sample_predictions(
+    rgb: np.ndarray,
+    gt: np.ndarray,
+    pred: np.ndarray,
+    months: Sequence[str],
+    class_names: Sequence[str],
+    palette: Sequence[Sequence[int]],
+    ignore_index: int = 255,
+    title: str = "",
+) -> Figure:
+    """One row per month: true-colour image, ground truth and prediction in the palette.
+
+    Args:
+        rgb: ``(N, H, W, 3)`` uint8 true-colour images.
+        gt: ``(N, H, W)`` ground-truth classes, ``ignore_index`` shown in light grey.
+        pred: ``(N, H, W)`` predicted classes.
+        months: ``N`` row labels, e.g. ``YYYY-MM``.
+        class_names: Name of each class, for the legend.
+        palette: 0-255 RGB colour of each class.
+        ignore_index: Ground-truth value of ignored pixels.
+        title: Figure title.
+
+    Returns:
+        The figure, with a class legend at the bottom.
+    """
+    k = len(class_names)
+    cmap = ListedColormap([*_colours(palette), IGNORE_COLOUR])
+    shown = {"vmin": -0.5, "vmax": k + 0.5, "cmap": cmap, "interpolation": "nearest"}
+    fig = Figure(figsize=(8.0, 2.6 * len(months) + 1.0), layout="constrained")
+    axes = fig.subplots(len(months), 3, squeeze=False)
+    for row, month in enumerate(months):
+        axes[row, 0].imshow(rgb[row])
+        axes[row, 1].imshow(np.where(gt[row] == ignore_index, k, gt[row]), **shown)
+        axes[row, 2].imshow(pred[row], **shown)
+        for ax, name in zip(axes[row], ("image", "ground truth", "prediction"), strict=True):
+            ax.set_title(f"{month} {name}", fontsize=9)
+            ax.set_axis_off()
+    legend = [
+        Patch(facecolor=colour, edgecolor="black", label=name)
+        for name, colour in zip([*class_names, "ignored"], cmap.colors, strict=True)
+    ]
+    fig.legend(handles=legend, loc="outside lower center", ncols=4, frameon=False, fontsize=8)
     if title:
         fig.suptitle(title)
     return fig

@@ -1,0 +1,5 @@
+"""Lightning datamodules, one per dataset."""
+
+from eochange.datamodules.dynamicearthnet import DynamicEarthNetDataModule
+
+__all__ = ["DynamicEarthNetDataModule"]

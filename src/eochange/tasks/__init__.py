@@ -1,0 +1,5 @@
+"""LightningModules: one per task."""
+
+from eochange.tasks.segmentation import TemporalSegmentationTask
+
+__all__ = ["TemporalSegmentationTask"]

@@ -1,0 +1,109 @@
+"""``eochange fit|validate|test|predict --config FILE``: LightningCLI with eochange defaults.
+
+Configs use ``class_path``/``init_args`` for the model (a LightningModule from
+:mod:`eochange.tasks`) and the data (a datamodule from :mod:`eochange.datamodules`);
+every argument can be overridden on the command line (``--data.root /data/den``,
+``--trainer.max_epochs 5``). On top of LightningCLI, eochange sets:
+
+- loggers: CSV (``<run dir>/metrics.csv``) always, TensorBoard (``<run dir>/tensorboard``)
+  when it is installed, unless the config names its own;
+- a ``ModelCheckpoint`` saving ``last.ckpt`` every epoch and the best by upstream's
+  training-time mIoU, unless the config has one; resume with ``--ckpt_path last``;
+- for ``predict``, a :class:`~eochange.inference.ClassMapWriter` into
+  ``<run dir>/predictions`` unless the config has a prediction writer;
+- ``trainer.use_distributed_sampler: false`` (the datamodules shard by process
+  themselves, whole cubes for evaluation).
+
+The run dir is ``trainer.default_root_dir``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def default_loggers(run_dir: str | Path) -> list[Logger]:
+    """CSV into ``run_dir`` (always) and TensorBoard into ``run_dir/tensorboard`` if installed."""
+    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
+    return loggers
+
+
+def default_checkpoint(run_dir: str | Path) -> ModelCheckpoint:
+    """``last.ckpt`` every epoch plus the best by upstream's training-time val mIoU."""
+    return ModelCheckpoint(
+        dirpath=str(Path(run_dir) / "checkpoints"),
+        filename="best-{epoch:03d}",
+        monitor="val/miou_upstream",
+        mode="max",
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
+
+
+class EOChangeCLI(LightningCLI):
+    """LightningCLI with the eochange defaults described in the module docstring."""
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """Add default loggers, checkpointing and prediction writer where none is set."""
+        config = self._get(self.config_init, "trainer", default={})
+        run_dir = config.get("default_root_dir") or "runs/eochange"
+        if config.get("logger") in (None, True):
+            kwargs["logger"] = default_loggers(run_dir)
+        callbacks = list(config.get("callbacks") or [])
+        extra = []
+        if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            extra.append(default_checkpoint(run_dir))
+        if self.subcommand == "predict" and not any(
+            isinstance(c, BasePredictionWriter) for c in callbacks
+        ):
+            from eochange.inference import ClassMapWriter
+
+            extra.append(ClassMapWriter(str(Path(run_dir) / "predictions")))
+        if extra:
+            kwargs["callbacks"] = callbacks + extra
+        kwargs.setdefault("default_root_dir", run_dir)
+        return super().instantiate_trainer(**kwargs)
+
+
+def run(argv: Sequence[str]) -> int:
+    """Run one LightningCLI subcommand; returns the exit status."""
+    with warnings.catch_warnings():
+        # eochange passes the command line explicitly (it parsed the subcommand first).
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        # Lightning 2.6 with torch >= 2.10: an internal deprecation, not the user's.
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+        # jsonargparse >= 4.49 deprecations triggered inside Lightning's CLI.
+        warnings.filterwarnings(
+            "ignore", category=DeprecationWarning, module="lightning.pytorch.cli"
+        )
+        _run(argv)
+    return 0
+
+
+def _run(argv: Sequence[str]) -> None:
+    EOChangeCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=list(argv),
+        trainer_defaults={"use_distributed_sampler": False},
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "eochange", "default_env": False},
+        auto_configure_optimizers=False,
+    )
