@@ -7,8 +7,9 @@ every argument can be overridden on the command line (``--data.root /data/den``,
 
 - loggers: CSV (``<run dir>/metrics.csv``) always, TensorBoard (``<run dir>/tensorboard``)
   when it is installed, unless the config names its own;
-- a ``ModelCheckpoint`` saving ``last.ckpt`` every epoch and the best by upstream's
-  training-time mIoU, unless the config has one; resume with ``--ckpt_path last``;
+- checkpoints as upstream, unless the config has a ``ModelCheckpoint``: ``last.ckpt``
+  every epoch and ``best-<epoch>.ckpt`` by upstream's training-time val mIoU; resume
+  with ``--ckpt_path last``;
 - for ``predict``, a :class:`~eochange.inference.ClassMapWriter` into
   ``<run dir>/predictions`` unless the config has a prediction writer;
 - ``trainer.use_distributed_sampler: false`` (the datamodules shard by process
@@ -30,6 +31,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
 
+from eochange.errors import EOChangeError
+
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
@@ -43,16 +46,29 @@ def default_loggers(run_dir: str | Path) -> list[Logger]:
     return loggers
 
 
-def default_checkpoint(run_dir: str | Path) -> ModelCheckpoint:
-    """``last.ckpt`` every epoch plus the best by upstream's training-time val mIoU."""
-    return ModelCheckpoint(
-        dirpath=str(Path(run_dir) / "checkpoints"),
-        filename="best-{epoch:03d}",
-        monitor="val/miou_upstream",
-        mode="max",
-        save_last=True,
-        auto_insert_metric_name=False,
-    )
+def default_checkpoints(run_dir: str | Path) -> list[ModelCheckpoint]:
+    """As upstream: ``last.ckpt`` every epoch, and the best by training-time val mIoU.
+
+    Two callbacks, because Lightning's ``save_last`` only writes when a top-k
+    checkpoint is written, which would leave a stale ``last.ckpt`` to resume from.
+    """
+    dirpath = str(Path(run_dir) / "checkpoints")
+    return [
+        ModelCheckpoint(
+            dirpath=dirpath,
+            filename="best-{epoch:03d}",
+            monitor="val/miou_upstream",
+            mode="max",
+            auto_insert_metric_name=False,
+        ),
+        ModelCheckpoint(
+            dirpath=dirpath,
+            filename=ModelCheckpoint.CHECKPOINT_NAME_LAST,
+            monitor=None,
+            save_top_k=1,
+            enable_version_counter=False,
+        ),
+    ]
 
 
 class EOChangeCLI(LightningCLI):
@@ -67,7 +83,7 @@ class EOChangeCLI(LightningCLI):
         callbacks = list(config.get("callbacks") or [])
         extra = []
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-            extra.append(default_checkpoint(run_dir))
+            extra.extend(default_checkpoints(run_dir))
         if self.subcommand == "predict" and not any(
             isinstance(c, BasePredictionWriter) for c in callbacks
         ):
@@ -91,8 +107,26 @@ def run(argv: Sequence[str]) -> int:
         warnings.filterwarnings(
             "ignore", category=DeprecationWarning, module="lightning.pytorch.cli"
         )
-        _run(argv)
+        try:
+            _run(argv)
+        except Exception as err:
+            # jsonargparse wraps errors raised while instantiating classes; a user mistake
+            # found by eochange (an EOChangeError) is reported as itself.
+            cause = _eochange_error(err)
+            if cause is None:
+                raise
+            raise cause from None
     return 0
+
+
+def _eochange_error(err: BaseException | None) -> EOChangeError | None:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, EOChangeError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _run(argv: Sequence[str]) -> None:

@@ -43,10 +43,26 @@ class ChangeSegmentationTorchMetric(Metric):
         super().reset()
         self.per_cube = {}
 
+    def forward(self, gt: Any, pred: Any, cube_id: str | None = None) -> dict[str, Any]:
+        """Add one cube (as :meth:`update`) and return its scores.
+
+        torchmetrics' generic ``forward`` resets and restores the states around the
+        update, which would drop the per-cube scores; one cube is one update here.
+        """
+        self.update(gt, pred, cube_id)
+        return self.per_cube[list(self.per_cube)[-1]]
+
     def update(self, gt: Any, pred: Any, cube_id: str | None = None) -> None:
-        """Add one cube's ground-truth and predicted series ``(T, H, W)``."""
-        self._cube.reset()
+        """Add one cube's ground-truth and predicted series ``(T, H, W)``.
+
+        Raises:
+            ValueError: As :meth:`ChangeSegmentationMetric.update`, and when the cube
+                was already added.
+        """
         name = cube_id if cube_id is not None else f"cube{len(self.per_cube)}"
+        if name in self.per_cube:
+            raise ValueError(f"cube {name!r} was already added; pass all its months at once")
+        self._cube.reset()
         self.per_cube[name] = self._cube.update(gt, pred, name)
         self.change += torch.from_numpy(self._cube.change).to(self.change.device)
         self.changed += torch.from_numpy(self._cube.changed_classes).to(self.changed.device)

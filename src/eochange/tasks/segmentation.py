@@ -237,11 +237,14 @@ class TemporalSegmentationTask(L.LightningModule):
         for name, value in zip(short, result["iou"].tolist(), strict=False):
             self.log(f"{stage}/iou_{name}", value)
         per_cube = _gather_objects(metric.per_cube)
+        # ``log_dir`` is a collective call under DDP: every process must ask.
+        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "evaluation"
         if self.global_rank == 0 and not self.trainer.sanity_checking:
-            self._write_evaluation(stage, result, miou_upstream, per_cube)
+            self._write_evaluation(folder, stage, result, miou_upstream, per_cube)
 
     def _write_evaluation(
         self,
+        folder: Path,
         stage: str,
         result: dict[str, torch.Tensor],
         miou_upstream: float,
@@ -249,7 +252,6 @@ class TemporalSegmentationTask(L.LightningModule):
     ) -> None:
         from eochange.io.atomic import atomic_path
 
-        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "evaluation"
         folder.mkdir(parents=True, exist_ok=True)
         k = self.hparams.num_classes
         record = {
