@@ -5,8 +5,9 @@ Configs use ``class_path``/``init_args`` for the model (a LightningModule from
 every argument can be overridden on the command line (``--data.root /data/den``,
 ``--trainer.max_epochs 5``). On top of LightningCLI, eochange sets:
 
-- loggers: CSV (``<run dir>/metrics.csv``) always, TensorBoard (``<run dir>/tensorboard``)
-  when it is installed, unless the config names its own;
+- loggers, unless the config names its own: CSV (``<run dir>/metrics.csv``, appended to
+  when a run resumes) always, TensorBoard (``<run dir>/tensorboard``) when installed;
+  ``validate``/``test``/``predict`` log into ``<run dir>/<subcommand>/``;
 - checkpoints as upstream, unless the config has a ``ModelCheckpoint``: ``last.ckpt``
   every epoch and ``best-<epoch>.ckpt`` by upstream's training-time val mIoU; resume
   with ``--ckpt_path last``;
@@ -29,20 +30,29 @@ from typing import Any
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import Logger
 
 from eochange.errors import EOChangeError
+from eochange.loggers import ResumableCSVLogger
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
-def default_loggers(run_dir: str | Path) -> list[Logger]:
-    """CSV into ``run_dir`` (always) and TensorBoard into ``run_dir/tensorboard`` if installed."""
-    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+def default_loggers(run_dir: str | Path, subcommand: str = "fit") -> list[Logger]:
+    """CSV (always) and TensorBoard (if installed) logs of a subcommand.
+
+    ``fit`` logs into ``run_dir`` itself (``metrics.csv``, appended to on resume) and
+    ``run_dir/tensorboard``; ``validate``, ``test`` and ``predict`` into
+    ``run_dir/<subcommand>``, so they never touch the training curves.
+    """
+    version = "" if subcommand == "fit" else subcommand
+    loggers: list[Logger] = [ResumableCSVLogger(save_dir=str(run_dir), name="", version=version)]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
+        loggers.append(
+            TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=version)
+        )
     return loggers
 
 
@@ -79,7 +89,7 @@ class EOChangeCLI(LightningCLI):
         config = self._get(self.config_init, "trainer", default={})
         run_dir = config.get("default_root_dir") or "runs/eochange"
         if config.get("logger") in (None, True):
-            kwargs["logger"] = default_loggers(run_dir)
+            kwargs["logger"] = default_loggers(run_dir, self.subcommand or "fit")
         callbacks = list(config.get("callbacks") or [])
         extra = []
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):

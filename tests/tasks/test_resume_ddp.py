@@ -1,5 +1,6 @@
 """Resuming after a killed process, and 2-process DDP on CPU (gloo): both in subprocesses."""
 
+import csv
 import signal
 
 import pytest
@@ -33,6 +34,10 @@ def test_resume_after_kill_gives_the_uninterrupted_result(den_train_root, tmp_pa
     for key in expected:
         assert torch.equal(expected[key], got[key]), key
     assert scores(crashed) == scores(straight)
+    # the curves of the epoch before the crash are kept in metrics.csv
+    with open(crashed / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["epoch"] for row in rows if row.get("val/miou")} == {"0", "1"}
 
 
 def test_ddp_two_processes_equal_one_process(den_train_root, tmp_path):

@@ -9,7 +9,8 @@ SC and mIoU are computed over whole cubes, and upstream's training-time mIoU (us
 the best checkpoint) is logged beside them under its own name.
 
 At the end of every validation and test epoch the scores, confusion matrices and a few
-sample predictions are written to ``<run dir>/evaluation/`` for ``eochange report``.
+sample predictions are written to ``<default_root_dir>/evaluation/`` for ``eochange
+report``.
 Checkpoints carry what prediction needs without the datamodule (bands, normalisation,
 classes, palette, sampling, model): see :meth:`on_save_checkpoint`.
 """
@@ -237,8 +238,7 @@ class TemporalSegmentationTask(L.LightningModule):
         for name, value in zip(short, result["iou"].tolist(), strict=False):
             self.log(f"{stage}/iou_{name}", value)
         per_cube = _gather_objects(metric.per_cube)
-        # ``log_dir`` is a collective call under DDP: every process must ask.
-        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "evaluation"
+        folder = Path(self.trainer.default_root_dir) / "evaluation"
         if self.global_rank == 0 and not self.trainer.sanity_checking:
             self._write_evaluation(folder, stage, result, miou_upstream, per_cube)
 
