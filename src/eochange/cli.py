@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scheduler", default=None, help="Dask scheduler (default: local)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.add_argument(
-        "--epochs", type=int, default=30, help="training epochs (default: %(default)s)"
+        "--epochs", type=int, default=60, help="training epochs (default: %(default)s)"
     )
     demo.set_defaults(func=_cmd_demo)
 

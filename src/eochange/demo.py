@@ -32,7 +32,7 @@ from eochange.synth import make_dynamicearthnet
 DEMO_AOIS = 8  # 4 train, 2 val, 2 test areas
 DEMO_SIZE = 128
 DEMO_DAYS = 120  # 2018-01-01 .. 2018-04-30: four labelled months
-DEMO_EPOCHS = 30
+DEMO_EPOCHS = 60
 DEMO_MODEL = {
     "model": "utae",
     "model_kwargs": {

@@ -92,6 +92,7 @@ class TemporalSegmentationTask(L.LightningModule):
             }
         )
         self.data_info: dict[str, Any] = {}
+        self._epoch = 0  # of the loaded checkpoint, for records outside fit
         self._cube: dict[str, Any] = {}
         self._samples: dict[str, list[Any]] = {}
 
@@ -136,8 +137,11 @@ class TemporalSegmentationTask(L.LightningModule):
         """One optimisation step on a batch of crops."""
         logits = self(batch["image"], batch["dates"])
         loss = self._loss(logits, batch["mask"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=len(logits))  # fmt: skip
+        # Epoch means under "train/loss" (the curves), per-step values for the progress bar.
+        size = len(logits)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=size)
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True,
+                 batch_size=size)  # fmt: skip
         return loss
 
     # --- evaluation ---------------------------------------------------------------------
@@ -256,7 +260,7 @@ class TemporalSegmentationTask(L.LightningModule):
         k = self.hparams.num_classes
         record = {
             "stage": stage,
-            "epoch": int(self.current_epoch),
+            "epoch": int(self.current_epoch if self.trainer.state.fn == "fit" else self._epoch),
             **{key: _finite(float(result[key])) for key in ("scs", "bc", "sc", "miou")},
             "iou": [float(v) for v in result["iou"].tolist()],
             "classes": list(self.data_info.get("classes") or [f"class{i}" for i in range(k)]),
@@ -307,6 +311,7 @@ class TemporalSegmentationTask(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse checkpoints of another task or model before loading any weight."""
         check_checkpoint(checkpoint, self.hparams.model, where="checkpoint")
+        self._epoch = int(checkpoint.get("epoch", 0))
         resuming = self._trainer is not None and self.trainer.state.fn == "fit"
         if resuming and "eochange_rng" in checkpoint:
             _restore_rng_states(checkpoint["eochange_rng"])
