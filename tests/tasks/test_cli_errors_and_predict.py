@@ -104,3 +104,21 @@ def test_checkpoint_of_another_task_or_model_is_refused(trained, den_train_root,
     torch.save(checkpoint, other)
     assert main(["validate", *args, "--ckpt_path", str(other)]) == 2
     _one_line_error(capsys, "not an eochange training checkpoint")
+
+
+def test_checkpoint_sampling_must_match_the_data(trained, den_train_root, tmp_path, capsys):
+    args = short_args("utae_daily", den_train_root, tmp_path / "r")
+    assert main(["test", *args, "--ckpt_path", str(trained / "checkpoints/last.ckpt")]) == 2
+    _one_line_error(capsys, "trained with sampling 'weekly'", "'daily'", "--data.sampling")
+
+
+def test_predict_needs_only_the_checkpoint_and_the_data(trained, den_train_root, tmp_path):
+    run = tmp_path / "p"
+    code = main(["predict", "--model", "eochange.tasks.TemporalSegmentationTask",
+                 "--ckpt_path", str(trained / "checkpoints/last.ckpt"),
+                 "--data", "eochange.datamodules.DynamicEarthNetDataModule",
+                 "--data.root", str(den_train_root), "--data.num_workers", "0",
+                 "--trainer.default_root_dir", str(run),
+                 "--trainer.enable_progress_bar", "false"])  # fmt: skip
+    assert code == 0
+    assert len(list((run / "predictions").glob("*_2018-0[12]-01.png"))) == 4  # 2 test cubes

@@ -309,15 +309,27 @@ class TemporalSegmentationTask(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse checkpoints of another task or model before loading any weight."""
-        check_checkpoint(checkpoint, self.hparams.model, where="checkpoint")
+        """Refuse checkpoints of another task, model, band set or temporal sampling.
+
+        Runs before any weight is loaded, after the datamodule's metadata was taken in
+        :meth:`setup`, so a checkpoint trained on daily series is not silently applied
+        to weekly ones.
+        """
+        info = check_checkpoint(checkpoint, self.hparams.model, where="checkpoint")
+        for key, option in (("sampling", "--data.sampling"), ("bands", "the data's bands")):
+            saved, current = info.get(key), self.data_info.get(key)
+            if saved is not None and current is not None and saved != current:
+                raise ConfigError(
+                    f"checkpoint: trained with {key} {saved!r}, the data have {current!r}; "
+                    f"set {option} to match"
+                )
         self._epoch = int(checkpoint.get("epoch", 0))
         resuming = self._trainer is not None and self.trainer.state.fn == "fit"
         if resuming and "eochange_rng" in checkpoint:
             _restore_rng_states(checkpoint["eochange_rng"])
         self.data_info = {
             key: value
-            for key, value in checkpoint["eochange"].items()
+            for key, value in info.items()
             if key not in ("task", "version", "model", "model_kwargs", "in_channels", "num_classes")
         }
 
