@@ -21,6 +21,7 @@ The run dir is ``trainer.default_root_dir``.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import warnings
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import Logger
 
-from eochange.errors import EOChangeError
+from eochange.errors import ConfigError, EOChangeError
 from eochange.loggers import ResumableCSVLogger
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -119,6 +120,8 @@ def run(argv: Sequence[str]) -> int:
         )
         try:
             _run(argv)
+        except argparse.ArgumentError as err:
+            raise ConfigError(f"eochange {argv[0]}: {_condense(str(err))}") from None
         except Exception as err:
             # jsonargparse wraps errors raised while instantiating classes; a user mistake
             # found by eochange (an EOChangeError) is reported as itself.
@@ -127,6 +130,19 @@ def run(argv: Sequence[str]) -> int:
                 raise
             raise cause from None
     return 0
+
+
+def _condense(message: str) -> str:
+    """One line from jsonargparse's nested error report: the key and the real reason."""
+    lines = [line.strip().lstrip("- ").strip() for line in message.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return "invalid arguments"
+    for i, line in enumerate(lines):
+        if line.startswith("Problem with given class_path") and i + 1 < len(lines):
+            return f"{lines[0]} {line} {lines[i + 1]}"
+    given = [line for line in lines[2:] if line.startswith("Given value:")]
+    return " ".join(lines[:2] + given[:1])
 
 
 def _eochange_error(err: BaseException | None) -> EOChangeError | None:
@@ -148,6 +164,6 @@ def _run(argv: Sequence[str]) -> None:
         args=list(argv),
         trainer_defaults={"use_distributed_sampler": False},
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "eochange", "default_env": False},
+        parser_kwargs={"prog": "eochange", "default_env": False, "exit_on_error": False},
         auto_configure_optimizers=False,
     )

@@ -61,12 +61,13 @@ def test_unknown_model_is_one_clear_error(den_train_root, tmp_path, capsys):
     assert not (tmp_path / "r").exists()  # nothing started
 
 
-def test_unknown_datamodule_class_is_rejected(den_train_root, tmp_path, capsys):
+def test_unknown_datamodule_class_and_bad_values_are_one_clear_error(den_train_root, tmp_path,
+                                                                    capsys):  # fmt: skip
     args = short_args("utae_weekly", den_train_root, tmp_path / "r")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["fit", *args, "--data", "eochange.datamodules.NoSuchDataModule"])
-    assert exit_info.value.code == 2
-    assert "NoSuchDataModule" in capsys.readouterr().err
+    assert main(["fit", *args, "--data", "eochange.datamodules.NoSuchDataModule"]) == 2
+    _one_line_error(capsys, 'Parser key "data"', "has no attribute 'NoSuchDataModule'")
+    assert main(["fit", *args, "--trainer.max_epochs", "many"]) == 2
+    _one_line_error(capsys, "trainer.max_epochs", "Given value: many")
 
 
 @pytest.mark.parametrize(
