@@ -52,11 +52,16 @@ def map_tasks(
     workers: int | None = None,
     progress: bool = False,
     desc: str = "tasks",
-) -> list[R | BaseException]:
+    on_result: Callable[[int, R | BaseException], None] | None = None,
+) -> list[R | BaseException | None]:
     """Run ``func`` on every item through Dask; return results or exceptions, in order.
 
     A failing task does not stop the others: its exception takes its place in the list,
     so the caller can keep the finished work and report every failure at once.
+    With ``on_result``, each result (or exception) is handed to it in this process as
+    soon as it arrives, together with the item's index, and is not kept (its place in
+    the list stays None): the caller writes results out while others are computed, and
+    memory does not grow with the number of tasks.
 
     Args:
         func: A picklable (module-level) function of one item.
@@ -65,6 +70,7 @@ def map_tasks(
         workers: Local worker processes (default: the CPU count, at most one per item).
         progress: Show a progress bar.
         desc: Progress bar label.
+        on_result: Called with ``(index, result or exception)`` as results arrive.
 
     """
     check_scheduler(scheduler)
@@ -75,9 +81,10 @@ def map_tasks(
     if scheduler == "synchronous":
         for i, item in enumerate(items):
             try:
-                results[i] = func(item)
+                outcome: Any = func(item)
             except Exception as err:  # noqa: BLE001 - reported by the caller
-                results[i] = err
+                outcome = err
+            _deliver(results, i, outcome, on_result)
             bar.update()
         bar.close()
         return results
@@ -103,9 +110,11 @@ def map_tasks(
         for future in as_completed(futures):
             i = index[future.key]
             try:
-                results[i] = future.result()
+                outcome = future.result()
             except Exception as err:  # noqa: BLE001 - reported by the caller
-                results[i] = err
+                outcome = err
+            future.release()
+            _deliver(results, i, outcome, on_result)
             bar.update()
     finally:
         bar.close()
@@ -113,3 +122,12 @@ def map_tasks(
         if cluster is not None:
             cluster.close()
     return results
+
+
+def _deliver(
+    results: list[Any], index: int, outcome: Any, on_result: Callable[[int, Any], None] | None
+) -> None:
+    if on_result is None:
+        results[index] = outcome
+    else:
+        on_result(index, outcome)

@@ -101,9 +101,11 @@ def evaluate(
     """
     ref, res = Path(ref), Path(res)
     reference = group_by_cube(ref)
-    predictions = {name for names in group_by_cube(res).values() for name in names}
-    wanted = {name for names in reference.values() for name in names}
-    missing = sorted(wanted - predictions)
+    # Predictions match references by name without suffix: a GeoTIFF prediction (as
+    # `eochange map` writes) scores against a PNG reference.
+    predicted = {Path(n).stem: n for names in group_by_cube(res).values() for n in names}
+    wanted = {Path(n).stem: n for names in reference.values() for n in names}
+    missing = sorted(name for stem, name in wanted.items() if stem not in predicted)
     if missing:
         raise DataError(
             f"{res}: {len(missing)} reference file(s) have no prediction: "
@@ -115,12 +117,13 @@ def evaluate(
     for cube, names in reference.items():
         gts, preds = [], []
         for name in names:
-            gt, pred = read_class_map(ref / name), read_class_map(res / name)
+            prediction = res / predicted[Path(name).stem]
+            gt, pred = read_class_map(ref / name), read_class_map(prediction)
             if gt.shape != pred.shape:
-                raise DataError(f"{res / name}: shape {pred.shape}, reference {gt.shape}")
+                raise DataError(f"{prediction}: shape {pred.shape}, reference {gt.shape}")
             if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
                 raise DataError(
-                    f"{res / name}: predictions must be 0..{num_classes - 1}, found "
+                    f"{prediction}: predictions must be 0..{num_classes - 1}, found "
                     f"{np.unique(pred[(pred < 0) | (pred >= num_classes)])[:5].tolist()}"
                 )
             gts.append(gt)
@@ -136,7 +139,7 @@ def evaluate(
             if changed[t] and (most_change is None or changed[t] > most_change[2]):
                 most_change = (names[t], names[t + 1], int(changed[t]))
     result = metric.compute()
-    result["ignored_predictions"] = sorted(predictions - wanted)
+    result["ignored_predictions"] = sorted(n for stem, n in predicted.items() if stem not in wanted)
     if locate_change:
         result["most_change"] = most_change
     return result
