@@ -7,7 +7,8 @@
    into the run folder, so the run can be repeated or extended from the command line);
 4. test it: SCS, BC, SC and mIoU over whole test cubes, and the same numbers again
    through the official-evaluator path (PNG class maps + ``evaluate``);
-5. write georeferenced monthly class maps (GeoTIFF with palette) of the test areas;
+5. map one test area with ``eochange map``: monthly class maps (Cloud Optimized GeoTIFF
+   with palette), change maps, previews and an animated time-lapse;
 6. write the HTML report and ``summary.md``, and print where everything is.
 """
 
@@ -142,12 +143,19 @@ def run_demo(
     official = _official_path(lightning, config, checkpoint, cube, out, quiet_args)
     seconds["test"] = time.perf_counter() - t0
 
-    say(f"[5/6] writing georeferenced monthly class maps of the test areas -> {out / 'maps'}")
+    first_test = synth.splits["test"][0]
+    say(f"[5/6] eochange map: monthly land-cover and change maps of {first_test} -> "
+        f"{out / 'maps'}")  # fmt: skip
     t0 = time.perf_counter()
-    lightning(["predict", "--config", str(config), "--ckpt_path", checkpoint, *quiet_args,
-               "--trainer.callbacks+=eochange.inference.ClassMapWriter",
-               f"--trainer.callbacks.output_dir={out / 'maps'}",
-               "--trainer.callbacks.format=tif"])  # fmt: skip
+    from eochange.inference.mapping import MapSettings, make_maps
+    from eochange.io.atomic import remove_path
+
+    remove_path(out / "maps")  # maps of an earlier demo run came from an earlier model
+    maps = make_maps(run_dir / "checkpoints" / "last.ckpt", cube, out / "maps",
+                     areas=[first_test], scheduler=scheduler,
+                     settings=MapSettings(tile=64, overlap=16, margin=4))  # fmt: skip
+    if maps.failed:
+        raise DataError(f"demo: mapping failed: {maps.failed}")
     seconds["maps"] = time.perf_counter() - t0
 
     say("[6/6] writing the HTML report and the summary")
@@ -262,7 +270,8 @@ def _write_summary(
         "",
         f"- HTML report: `{report}`",
         f"- run (config, metrics.csv, checkpoints, evaluation records): `{run_dir}`",
-        f"- monthly class maps (GeoTIFF, palette, georeferenced): `{out / 'maps'}`",
+        f"- maps of one test area (`eochange map`: COG class maps, change maps, previews, "
+        f"time-lapse GIF): `{out / 'maps'}`",
         f"- official-format PNGs and references: `{out / 'evaluation'}`",
         "",
         "## Time and memory",
