@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from eochange import __version__
 from eochange.errors import ConfigError, EOChangeError
+
+if TYPE_CHECKING:
+    from eochange.prepare import PrepareReport
 
 
 def _rewrite(text: str | None) -> str | tuple[str, str] | None:
@@ -55,6 +59,10 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
+    return _prepare_summary(report)
+
+
+def _prepare_summary(report: PrepareReport) -> int:
     print(
         f"{report.cube}: {len(report.written)} areas written, {len(report.skipped)} already "
         f"complete, {len(report.failed)} failed"
@@ -68,6 +76,129 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
             "(complete areas are kept)"
         )
     return 0
+
+
+def _cmd_prepare_geotiffs(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from eochange.prepare.geotiffs import DEFAULT_DATE_PATTERN, parse_bands, prepare_geotiffs
+
+    try:
+        reference = date.fromisoformat(args.reference_date)
+    except ValueError:
+        raise ConfigError(
+            f"--reference-date: expected YYYY-MM-DD, got {args.reference_date!r}"
+        ) from None
+    report = prepare_geotiffs(
+        args.folder,
+        args.out,
+        bands=parse_bands(args.bands) if args.bands else None,
+        band_names=[name.strip() for name in args.band_names.split(",")],
+        date_pattern=args.date_pattern or DEFAULT_DATE_PATTERN,
+        recursive=args.recursive,
+        skip_undated=args.skip_undated,
+        area_id=args.area_id,
+        area_from_subfolders=args.area_from_subfolders,
+        crs=args.crs,
+        resolution=args.resolution,
+        resampling=args.resampling,
+        scale=args.scale,
+        offset=args.offset,
+        reference_date=reference,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        chunk=args.chunk,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    return _prepare_summary(report)
+
+
+def _add_area_task_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="Dask scheduler address (tcp://host:8786), or local|threads|synchronous "
+        "(default: local processes)",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="local worker processes")
+    parser.add_argument("--chunk", type=int, default=256, help="spatial chunk side (default: 256)")
+    parser.add_argument("--overwrite", action="store_true", help="redo complete areas too")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_prepare_geotiffs_parser(prepare_kinds: Any) -> None:
+    pgeo = prepare_kinds.add_parser(
+        "geotiffs",
+        help="a folder of dated GeoTIFFs (PlanetScope, Sentinel-2, ...) -> Zarr cube",
+        description="Build a datacube from a folder of dated GeoTIFFs for 'eochange map': "
+        "dates from the file names, one grid per area (other CRSs and resolutions "
+        "resampled onto it), bands mapped to the model's order. See docs/datacube.md.",
+    )
+    pgeo.add_argument("folder", help="folder of GeoTIFFs (or of one subfolder per area)")
+    pgeo.add_argument("--out", required=True, help="cube to write, e.g. CUBE.zarr")
+    pgeo.add_argument(
+        "--date-pattern",
+        default=None,
+        metavar="REGEX",
+        help="regex with named groups year, month (and day) finding the date in a file "
+        "name (default: YYYY-MM-DD, YYYYMMDD or YYYY_MM_DD anywhere in the name)",
+    )
+    pgeo.add_argument(
+        "--skip-undated", action="store_true", help="leave out files without a date (warn)"
+    )
+    pgeo.add_argument("--recursive", action="store_true", help="also files in subfolders")
+    pgeo.add_argument("--area-id", default=None, help="area name (default: the folder name)")
+    pgeo.add_argument(
+        "--area-from-subfolders",
+        action="store_true",
+        help="each immediate subfolder is one area (one Dask task each)",
+    )
+    pgeo.add_argument(
+        "--bands",
+        default=None,
+        help="file band of each --band-names band: 1-based indexes (e.g. 3,2,1,4 for "
+        "PlanetScope B,G,R,NIR files; the default) or band descriptions (B04,B03,B02,B08)",
+    )
+    pgeo.add_argument(
+        "--band-names",
+        default="R,G,B,NIR",
+        help="band names stored in the cube, in the model's order (default: %(default)s)",
+    )
+    pgeo.add_argument(
+        "--crs", default=None, help="target CRS, e.g. EPSG:32632 (needs --resolution)"
+    )
+    pgeo.add_argument(
+        "--resolution",
+        type=float,
+        default=None,
+        help="target pixel size in CRS units; the grid covers all files "
+        "(default: each area takes its first file's grid)",
+    )
+    pgeo.add_argument(
+        "--resampling",
+        default="bilinear",
+        help="resampling of files on another grid (rasterio name; default: %(default)s)",
+    )
+    pgeo.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply values by this, e.g. 10000 for 0-1 reflectance (default: 1)",
+    )
+    pgeo.add_argument(
+        "--offset",
+        type=float,
+        default=0.0,
+        help="then add this, e.g. -1000 for Sentinel-2 L2A baseline >= 04.00 (default: 0)",
+    )
+    pgeo.add_argument(
+        "--reference-date",
+        default="2018-01-01",
+        help="dates are stored as days since this day (default: %(default)s)",
+    )
+    _add_area_task_options(pgeo)
+    pgeo.set_defaults(func=_cmd_prepare_geotiffs)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -101,6 +232,36 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     print(f"wrote {write_report(args.run_dir, args.out)}")
     return 0
+
+
+def _cmd_map(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from eochange.inference.mapping import MapSettings, make_maps, map_command_summary
+
+    settings = MapSettings(
+        tile=args.tile,
+        overlap=args.overlap,
+        margin=args.margin,
+        block=args.block,
+        batch_size=args.batch_size,
+        fast=args.fast,
+        device=args.device,
+        probabilities=args.probabilities,
+        previews=not args.no_previews,
+    )
+    report = make_maps(
+        args.checkpoint,
+        args.input,
+        args.out,
+        months=args.months,
+        areas=args.areas,
+        scheduler=args.scheduler,
+        settings=settings,
+        progress=not args.quiet,
+    )
+    print(map_command_summary(report, Path(args.out)))
+    return 1 if report.failed else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -163,21 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     pden.add_argument("root", help="dataset root (with dynnet_training_splits/)")
     pden.add_argument("--out", required=True, help="cube to write, e.g. CUBES.zarr")
     pden.add_argument(
-        "--scheduler",
-        default=None,
-        help="Dask scheduler address (tcp://host:8786), or local|threads|synchronous "
-        "(default: local processes)",
-    )
-    pden.add_argument("--workers", type=int, default=None, help="local worker processes")
-    pden.add_argument(
         "--path-rewrite",
         default=None,
         help="rewrite split-file paths: a preset (mediatum, pangaea) or REGEX=REPLACEMENT",
     )
-    pden.add_argument("--chunk", type=int, default=256, help="spatial chunk side (default: 256)")
-    pden.add_argument("--overwrite", action="store_true", help="redo complete areas too")
-    pden.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_area_task_options(pden)
     pden.set_defaults(func=_cmd_prepare)
+    _add_prepare_geotiffs_parser(prepare_kinds)
     evaluate = commands.add_parser("evaluate", help="score predictions against references")
     evaluate_kinds = evaluate.add_subparsers(dest="dataset", metavar="DATASET", required=True)
     eden = evaluate_kinds.add_parser(
@@ -218,10 +371,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, metavar="FILE", help="HTML file (default: RUN_DIR/report.html)"
     )
     report.set_defaults(func=_cmd_report)
+    _add_map_parser(commands)
     for name, text in LIGHTNING_COMMANDS.items():
         # Parsed by LightningCLI (see eochange.training_cli); listed here for --help.
         commands.add_parser(name, help=f"{text}: eochange {name} --config FILE [--help]")
     return parser
+
+
+def _add_map_parser(commands: Any) -> None:
+    maps = commands.add_parser(
+        "map",
+        help="monthly land-cover and change maps of whole areas from a checkpoint",
+        description="Write per area and month a class map (COG GeoTIFF with palette), "
+        "optional probabilities, change maps between consecutive months, PNG previews and "
+        "an animated time-lapse. Areas and blocks fan out through Dask; a re-run skips "
+        "finished files.",
+    )
+    maps.add_argument("--checkpoint", required=True, help="checkpoint of `eochange fit`")
+    maps.add_argument(
+        "--input", required=True, help="an eochange cube or the official DynamicEarthNet root"
+    )
+    maps.add_argument("--out", required=True, help="output folder")
+    maps.add_argument("--months", nargs="+", default=None, metavar="YYYY-MM", help="only these")
+    maps.add_argument("--areas", nargs="+", default=None, metavar="ID", help="only these areas")
+    maps.add_argument(
+        "--scheduler", default=None, help="Dask scheduler address, or local|threads|synchronous"
+    )
+    maps.add_argument("--tile", type=int, default=256, help="tile side (default: %(default)s)")
+    maps.add_argument("--overlap", type=int, default=64, help="tile overlap (%(default)s)")
+    maps.add_argument(
+        "--margin", type=int, default=16, help="zero-weight pixels at tile seams (%(default)s)"
+    )
+    maps.add_argument("--block", type=int, default=1024, help="block side per task (%(default)s)")
+    maps.add_argument("--batch-size", type=int, default=4, help="tiles per batch (%(default)s)")
+    maps.add_argument(
+        "--fast", action="store_true", help="channels-last + bfloat16 (CPU) / float16 (GPU)"
+    )
+    maps.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    maps.add_argument("--probabilities", action="store_true", help="also write probabilities")
+    maps.add_argument("--no-previews", action="store_true", help="no PNG previews and GIFs")
+    maps.add_argument("--quiet", action="store_true", help="no progress bar")
+    maps.set_defaults(func=_cmd_map)
 
 
 LIGHTNING_COMMANDS = {

@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from eochange.datasets import dynamicearthnet_layout as layout
 from eochange.datasets.dynamicearthnet_sources import IMAGE_DTYPES
-from eochange.errors import DataError, EOChangeError
-from eochange.io.cube import DEFAULT_CHUNK, AreaWriter, Grid, area_is_complete, create_cube
+from eochange.errors import DataError
+from eochange.io.cube import DEFAULT_CHUNK, AreaWriter, Grid, create_cube
 from eochange.io.raster import raster_info, read_raster
-from eochange.parallel import check_scheduler, map_tasks
+from eochange.parallel import check_scheduler
+from eochange.prepare.common import (
+    AreaResult,
+    PrepareReport,
+    areas_to_do,
+    run_area_tasks,
+    write_frames,
+)
 
 
 @dataclass(frozen=True)
@@ -34,33 +40,6 @@ class AreaSpec:
     planet_dir: str
     labels: tuple[tuple[str, str], ...]  # (month, label path relative to root), sorted
     chunk: int = DEFAULT_CHUNK
-
-
-@dataclass(frozen=True)
-class AreaResult:
-    """What one area task did."""
-
-    area_id: str
-    frames: int
-    months: int
-    bytes_read: int
-    seconds: float
-
-
-@dataclass
-class PrepareReport:
-    """Summary of a ``prepare`` run."""
-
-    cube: Path
-    written: list[AreaResult] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def megabytes_per_second(self) -> float:
-        """Input throughput over the areas written (sum of per-area rates' bytes/time)."""
-        seconds = sum(r.seconds for r in self.written)
-        return sum(r.bytes_read for r in self.written) / 1e6 / seconds if seconds else 0.0
 
 
 def collect_areas(
@@ -159,16 +138,7 @@ def prepare_area(spec: AreaSpec) -> AreaResult:
                 what=what,
             )
 
-        # Read frame t+1 (GDAL releases the GIL) while frame t is compressed and written;
-        # at most two frames are in memory, whatever the number of days.
-        with ThreadPoolExecutor(max_workers=1) as reader:
-            pending = reader.submit(read_frame, paths[0])
-            for t in range(len(paths)):
-                frame = pending.result()
-                if t + 1 < len(paths):
-                    pending = reader.submit(read_frame, paths[t + 1])
-                writer.write_frame(t, frame)
-                bytes_read += frame.nbytes
+        bytes_read += write_frames(writer, paths, read_frame)
         for m, (_, label_path) in enumerate(spec.labels):
             onehot = read_raster(
                 root / label_path,
@@ -234,27 +204,11 @@ def prepare_dynamicearthnet(
     )
     report = PrepareReport(Path(out))
     specs = []
-    for area_id in sorted(areas):
-        if not overwrite and area_is_complete(out, area_id):
-            report.skipped.append(area_id)
-            continue
+    for area_id in areas_to_do(out, sorted(areas), overwrite, report):
         planet_dir, labels = areas[area_id]
         specs.append(
             AreaSpec(str(root), str(out), area_id, planet_dir, tuple(sorted(labels.items())), chunk)
         )
-    results = map_tasks(
-        prepare_area,
-        specs,
-        scheduler=scheduler,
-        workers=workers,
-        progress=progress,
-        desc="areas",
+    return run_area_tasks(
+        prepare_area, specs, report, scheduler=scheduler, workers=workers, progress=progress
     )
-    for spec, result in zip(specs, results, strict=True):
-        if isinstance(result, EOChangeError):
-            report.failed[spec.area_id] = str(result)
-        elif isinstance(result, BaseException):  # a bug, not bad input: keep its type
-            report.failed[spec.area_id] = f"{type(result).__name__}: {result}"
-        else:
-            report.written.append(result)
-    return report
