@@ -177,3 +177,31 @@ def test_bad_settings_and_inputs_are_clear_errors(checkpoint, den_cube, tmp_path
     with pytest.raises(DataError, match="checkpoint not found"):
         make_maps(tmp_path / "none.ckpt", den_cube, tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_users_own_sentinel2_stack_is_mapped(checkpoint, tmp_path):
+    """prepare geotiffs (S2 names, band descriptions, irregular dates) -> eochange map."""
+    from eochange.prepare import prepare_geotiffs
+
+    folder = tmp_path / "s2"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    transform = rasterio.transform.from_origin(600000, 5200000, 10, 10)
+    days = ["20180603", "20180613", "20180628", "20180708", "20180723"]  # 5-10 day revisit
+    for day in days:
+        with rasterio.open(folder / f"S2A_MSIL2A_{day}T101031_T32UQD.tif", "w", driver="GTiff",
+                           height=40, width=48, count=5, dtype="uint16", crs="EPSG:32632",
+                           transform=transform) as dst:  # fmt: skip
+            dst.write(rng.integers(200, 3000, (5, 40, 48)).astype(np.uint16))
+            dst.descriptions = ("B02", "B03", "B04", "B08", "B11")
+    cube = tmp_path / "s2.zarr"
+    prepare_geotiffs(folder, cube, bands=["B04", "B03", "B02", "B08"], area_id="tile")
+    out = tmp_path / "maps"
+    report = make_maps(checkpoint, cube, out, scheduler="synchronous",
+                       settings=MapSettings(tile=32, overlap=8, margin=2))  # fmt: skip
+    assert not report.failed
+    for month in ("2018-06", "2018-07"):
+        with rasterio.open(class_map_path(out, "tile", month)) as src:
+            assert src.crs.to_epsg() == 32632 and src.transform.almost_equals(transform)
+            assert src.read(1).max() < 6
+    assert (out / "change" / "tile_2018-07-01.tif").is_file()
