@@ -264,6 +264,21 @@ def _cmd_map(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from eochange.inference.export import export_onnx
+
+    report = export_onnx(
+        args.checkpoint,
+        args.out,
+        normalized_input=args.normalized_input,
+        probabilities=args.probabilities,
+        opset=args.opset,
+        check=args.check,
+    )
+    print(report.summary())
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from eochange.demo import run_demo
 
@@ -372,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(func=_cmd_report)
     _add_map_parser(commands)
+    _add_export_parser(commands)
     for name, text in LIGHTNING_COMMANDS.items():
         # Parsed by LightningCLI (see eochange.training_cli); listed here for --help.
         commands.add_parser(name, help=f"{text}: eochange {name} --config FILE [--help]")
@@ -412,6 +428,37 @@ def _add_map_parser(commands: Any) -> None:
     maps.add_argument("--no-previews", action="store_true", help="no PNG previews and GIFs")
     maps.add_argument("--quiet", action="store_true", help="no progress bar")
     maps.set_defaults(func=_cmd_map)
+
+
+def _add_export_parser(commands: Any) -> None:
+    export = commands.add_parser("export", help="export a checkpoint for serving")
+    formats = export.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    onnx = formats.add_parser(
+        "onnx",
+        help="one ONNX file: raw reflectance and dates in, logits and class map out",
+        description="Export the model of a checkpoint to ONNX with dynamic batch, time, "
+        "height and width, the checkpoint's normalisation inside and its metadata (bands, "
+        "classes, palette, ...) in metadata_props; checked in ONNX Runtime against PyTorch "
+        "before it is written (see docs/export.md).",
+    )
+    onnx.add_argument("--checkpoint", required=True, help="checkpoint of `eochange fit`")
+    onnx.add_argument("--out", required=True, help="ONNX file to write, e.g. model.onnx")
+    onnx.add_argument(
+        "--normalized-input",
+        action="store_true",
+        help="no normalisation in the graph: feed (x - mean) / std",
+    )
+    onnx.add_argument(
+        "--probabilities", action="store_true", help="add a softmax 'probabilities' output"
+    )
+    onnx.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 18 (%(default)s)")
+    onnx.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compare ONNX Runtime with PyTorch (max abs diff <= 1e-4) before writing",
+    )
+    onnx.set_defaults(func=_cmd_export)
 
 
 LIGHTNING_COMMANDS = {

@@ -34,7 +34,8 @@ def load_model(
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-        raise DataError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
     if not isinstance(checkpoint, dict):
         raise ConfigError(f"{path}: not an eochange training checkpoint")
     info = check_checkpoint(checkpoint, None, where=str(path))
