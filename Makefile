@@ -37,6 +37,7 @@ bench: $(VENV)/.installed-test
 	$(VENV)/bin/python benchmarks/metrics.py
 	$(VENV)/bin/python benchmarks/models.py
 	$(VENV)/bin/python benchmarks/training.py
+	$(VENV)/bin/python benchmarks/mapping.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info src/*.egg-info

@@ -98,7 +98,7 @@ def map_tasks(
             n_workers=n,
             threads_per_worker=1,
             processes=scheduler != "threads",
-            dashboard_address=None,
+            dashboard_address=":0",  # no fixed port: never clashes with another cluster
             silence_logs=40,
         )
         client = Client(cluster)

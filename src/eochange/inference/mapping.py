@@ -220,10 +220,16 @@ def make_maps(
                 report.skipped.extend(wanted)
             else:
                 jobs[(area, month)] = frames
-    workers = 1 if scheduler == "synchronous" else min(usable_cores(), max(1, len(jobs)))
+    n_tasks = sum(
+        len(blocks(data.grid(area).height, data.grid(area).width, settings.block))
+        for area, _ in jobs
+    )
+    # One Dask worker per core at most, and the cores shared out as torch threads.
+    workers = 1 if scheduler == "synchronous" else min(usable_cores(), max(1, n_tasks))
     threads = settings.threads or max(1, usable_cores() // workers)
     task_settings = replace(settings, threads=threads)
-    _predict(checkpoint, source, out, jobs, info, task_settings, scheduler, report, progress)
+    _predict(checkpoint, source, out, jobs, info, task_settings, scheduler, workers, report,
+             progress)  # fmt: skip
     for area in chosen:
         _area_products(data, area, out, info, settings, report, months)
     return report
@@ -253,6 +259,7 @@ def _predict(
     info: dict[str, Any],
     settings: MapSettings,
     scheduler: str | None,
+    workers: int,
     report: MapReport,
     progress: bool,
 ) -> None:
@@ -304,7 +311,7 @@ def _predict(
             report.written.extend(a.finish() for a in open_maps.pop(key))
 
     try:
-        map_tasks(run_block, tasks, scheduler=scheduler, progress=progress,
+        map_tasks(run_block, tasks, scheduler=scheduler, workers=workers, progress=progress,
                   desc="map blocks", on_result=on_result)  # fmt: skip
     finally:
         for maps in open_maps.values():
@@ -371,7 +378,7 @@ def _month_image(
     for row in range(0, grid.height, 8 * step):
         h = min(8 * step, grid.height - row)
         strip = data.read(area, [frame], (row, 0, h, grid.width))[0][bands]
-        rows.append(strip[:, ::step, ::step])
+        rows.append(strip[:, ::step, ::step].copy())  # not a view: frees the strip
     image = np.concatenate(rows, axis=1)[:, : shape[0], : shape[1]]
     rgb = true_colour(image)
     return (rgb * 255).round().astype(np.uint8)
