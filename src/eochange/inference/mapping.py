@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -211,7 +212,7 @@ def make_maps(
     jobs: dict[tuple[str, str], tuple[int, ...]] = {}
     for area in chosen:
         available = months_of(data.dates(area))
-        for month in _chosen_months(available, months, area):
+        for month in _chosen_months(available, months):
             frames = tuple(select_frames(data.dates(area), month, info["sampling"]))
             wanted = [class_map_path(out, area, month)]
             if settings.probabilities:
@@ -220,10 +221,8 @@ def make_maps(
                 report.skipped.extend(wanted)
             else:
                 jobs[(area, month)] = frames
-    n_tasks = sum(
-        len(blocks(data.grid(area).height, data.grid(area).width, settings.block))
-        for area, _ in jobs
-    )
+    grids = {area: data.grid(area) for area, _ in jobs}
+    n_tasks = sum(len(blocks(grids[a].height, grids[a].width, settings.block)) for a, _ in jobs)
     # One Dask worker per core at most, and the cores shared out as torch threads.
     workers = 1 if scheduler == "synchronous" else min(usable_cores(), max(1, n_tasks))
     threads = settings.threads or max(1, usable_cores() // workers)
@@ -245,7 +244,7 @@ def _chosen_areas(data: Any, areas: Sequence[str] | None) -> list[str]:
     return [a for a in known if a in set(areas)]
 
 
-def _chosen_months(available: list[str], months: Sequence[str] | None, area: str) -> list[str]:
+def _chosen_months(available: list[str], months: Sequence[str] | None) -> list[str]:
     if not months:
         return available
     return [m for m in available if m in set(months)]
@@ -270,7 +269,7 @@ def _predict(
         grid = data.grid(area)
         for core in blocks(grid.height, grid.width, settings.block):
             tasks.append(BlockTask(checkpoint, source, area, month, frames, core, settings))
-    pending = {key: sum(1 for t in tasks if (t.area, t.month) == key) for key in jobs}
+    pending = Counter((t.area, t.month) for t in tasks)
     open_maps: dict[tuple[str, str], list[RasterAssembler]] = {}
 
     def assemblers(key: tuple[str, str]) -> list[RasterAssembler]:
@@ -331,7 +330,7 @@ def _area_products(
     """Change maps between consecutive mapped months, previews and the time-lapse."""
     done = [
         m
-        for m in _chosen_months(months_of(data.dates(area)), months, area)
+        for m in _chosen_months(months_of(data.dates(area)), months)
         if class_map_path(out, area, m).exists()
     ]
     k = len(info["classes"])
