@@ -1,10 +1,11 @@
 """``eochange map``: monthly land-cover maps, change maps and previews of whole areas.
 
 For each area and month of the input, the checkpoint's model is run by sliding window
-(:mod:`eochange.inference.sliding`) block by block; blocks are Dask tasks (a local
-cluster by default, ``scheduler`` to join one), and the driver assembles each month's
-blocks into Cloud Optimized GeoTIFFs as they arrive, so memory stays bounded whatever
-the area. Outputs, under ``out``:
+(:mod:`eochange.inference.sliding`) block by block (groups of whole tiles, each tile
+evaluated once); blocks are Dask tasks (a local cluster by default, ``scheduler`` to join
+one), and the driver assembles each month's blocks into Cloud Optimized GeoTIFFs as they
+arrive, completing the overlap strips that neighbouring blocks share, so memory stays
+bounded whatever the area. Outputs, under ``out``:
 
 - ``<area>_<YYYY-MM>-01.tif``: class map (uint8, palette, 255 = nodata), named like the
   official reference maps, so ``eochange evaluate dynamicearthnet --res out`` scores it;
@@ -44,8 +45,8 @@ from eochange.inference.products import (
     write_png,
     write_timelapse,
 )
-from eochange.inference.sliding import predict_block
-from eochange.inference.tiling import TileGrid, Window, blocks
+from eochange.inference.sliding import CellMerger, accumulate, blended, cell_parts
+from eochange.inference.tiling import Block, BlockPlan, Cell, TileGrid, Window, plan_blocks
 from eochange.parallel import check_scheduler, map_tasks, usable_cores
 from eochange.report.colour import true_colour
 
@@ -60,7 +61,9 @@ class MapSettings:
         tile: Tile side seen by the model (a multiple of 32).
         overlap: Overlap of neighbouring tiles.
         margin: Pixels at shared tile sides given weight 0.
-        block: Side of the blocks an area is cut into (one Dask task each).
+        block: Side of the blocks an area is cut into (one Dask task each), in pixels:
+            tiles are grouped so that a block's extent is at most this (at least one
+            tile).
         batch_size: Tiles per forward pass.
         fast: Optimised path (channels-last + bfloat16 on CPU, float16 on GPU).
         device: ``cpu`` or ``cuda``.
@@ -101,7 +104,7 @@ class BlockTask:
     area: str
     month: str
     frames: tuple[int, ...]
-    core: Window
+    block: Block
     settings: MapSettings
 
 
@@ -144,8 +147,13 @@ def band_indexes(wanted: Sequence[str], available: Sequence[str], where: str) ->
     return [list(available).index(band) for band in wanted]
 
 
-def run_block(task: BlockTask) -> tuple[np.ndarray, np.ndarray | None]:
-    """Predict one block: class map ``(h, w)`` uint8 and probabilities x 255 or None."""
+CellResult = tuple[Cell, str, np.ndarray, np.ndarray | None]
+"""``(cell, "final", classes, probabilities x 255 or None)`` for a cell of this block
+only, or ``(cell, "part", sums, weights)`` for a cell shared with other blocks."""
+
+
+def run_block(task: BlockTask) -> list[CellResult]:
+    """Predict one block: its own cells final, its shares of overlap strips as sums."""
     settings = task.settings
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -164,10 +172,23 @@ def run_block(task: BlockTask) -> tuple[np.ndarray, np.ndarray | None]:
         return (frames - mean) / std
 
     tiles = TileGrid(grid.height, grid.width, settings.tile, settings.overlap, settings.margin)
-    probabilities = predict_block(
-        model, read, dates, tiles, task.core, info["num_classes"], settings.batch_size,
-        settings.fast, settings.device,
+    total, weight = accumulate(
+        model, read, dates, tiles, task.block.tiles, task.block.extent, info["num_classes"],
+        settings.batch_size, settings.fast, settings.device,
     )  # fmt: skip
+    results: list[CellResult] = []
+    for cell, sums, weights in cell_parts(total, weight, task.block):
+        if cell.shared:
+            results.append((cell, "part", sums.copy(), weights.copy()))
+        else:
+            results.append((cell, "final", *finalise(blended(sums, weights), settings)))
+    return results
+
+
+def finalise(
+    probabilities: np.ndarray, settings: MapSettings
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class map ``(h, w)`` uint8, and probabilities x 255 as uint8 if asked for."""
     classes = probabilities.argmax(axis=0).astype(np.uint8)
     scaled = (probabilities * 255).round().astype(np.uint8) if settings.probabilities else None
     return classes, scaled
@@ -221,8 +242,7 @@ def make_maps(
                 report.skipped.extend(wanted)
             else:
                 jobs[(area, month)] = frames
-    grids = {area: data.grid(area) for area, _ in jobs}
-    n_tasks = sum(len(blocks(grids[a].height, grids[a].width, settings.block)) for a, _ in jobs)
+    n_tasks = sum(len(_plan(data, area, settings).blocks) for area, _ in jobs)
     # One Dask worker per core at most, and the cores shared out as torch threads.
     workers = 1 if scheduler == "synchronous" else min(usable_cores(), max(1, n_tasks))
     threads = settings.threads or max(1, usable_cores() // workers)
@@ -232,6 +252,18 @@ def make_maps(
     for area in chosen:
         _area_products(data, area, out, info, settings, report, months)
     return report
+
+
+@functools.lru_cache(maxsize=64)
+def _area_plan(height: int, width: int, settings: MapSettings) -> BlockPlan:
+    s = settings
+    return plan_blocks(TileGrid(height, width, s.tile, s.overlap, s.margin), s.block)
+
+
+def _plan(data: Any, area: str, settings: MapSettings) -> BlockPlan:
+    """The block plan of an area (cached: planned once per grid and settings)."""
+    grid = data.grid(area)
+    return _area_plan(grid.height, grid.width, settings)
 
 
 def _chosen_areas(data: Any, areas: Sequence[str] | None) -> list[str]:
@@ -266,11 +298,11 @@ def _predict(
     data = _source(source)
     tasks: list[BlockTask] = []
     for (area, month), frames in jobs.items():
-        grid = data.grid(area)
-        for core in blocks(grid.height, grid.width, settings.block):
-            tasks.append(BlockTask(checkpoint, source, area, month, frames, core, settings))
+        for block in _plan(data, area, settings).blocks:
+            tasks.append(BlockTask(checkpoint, source, area, month, frames, block, settings))
     pending = Counter((t.area, t.month) for t in tasks)
     open_maps: dict[tuple[str, str], list[RasterAssembler]] = {}
+    mergers: dict[tuple[str, str], CellMerger] = {}
 
     def assemblers(key: tuple[str, str]) -> list[RasterAssembler]:
         if key not in open_maps:
@@ -299,14 +331,22 @@ def _predict(
             report.failed[f"{task.area} {task.month}"] = f"{type(result).__name__}: {result}"
             for assembler in open_maps.pop(key, []):
                 assembler.abort()
+            mergers.pop(key, None)
             return
-        classes, probabilities = result
         maps = assemblers(key)
-        maps[0].write(task.core, classes)
-        if probabilities is not None:
-            maps[1].write(task.core, probabilities)
+        merger = mergers.setdefault(key, CellMerger())
+        for cell, kind, first, second in result:
+            if kind == "part":
+                probabilities = merger.add(cell, task.block.index, first, second)
+                if probabilities is None:
+                    continue
+                first, second = finalise(probabilities, settings)
+            maps[0].write(cell.window, first)
+            if second is not None:
+                maps[1].write(cell.window, second)
         pending[key] -= 1
         if pending[key] == 0:
+            mergers.pop(key)
             report.written.extend(a.finish() for a in open_maps.pop(key))
 
     try:

@@ -9,14 +9,19 @@ receptive field reaches less than ``margin`` pixels then gives exactly the until
 prediction, and any model gives no seams, since neighbouring tiles cross-fade over the
 overlap. The weighted sum divided by the summed weights is the blended prediction.
 
-Areas are processed in *blocks* (core regions of the output); a block evaluates every
-tile of the area's global tile grid that touches its core, so a block's output is
-identical whichever other blocks exist: blocks can run in any order, in parallel, and
-give the same map as one pass over the whole area.
+Areas are processed in *blocks*: groups of whole tiles of the area's global tile grid
+(runs of consecutive tile rows times runs of consecutive tile columns), so every tile is
+evaluated exactly once whatever the block size. A block's *extent* (the union of its
+tiles) overlaps its neighbours' by the tile overlap. The area is cut into *cells*,
+rectangles covered by the extents of the same blocks: a cell inside one extent only is
+final as soon as its block is done; a cell shared by two or four blocks (strips as wide as
+the overlap) is the sum of their weighted partial sums, added in block order, so blocks
+can run in any order, in parallel, and give the same map as one pass over the area.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,20 +103,13 @@ class TileGrid:
         """Column origins of the tiles."""
         return tile_origins(self.width, self.tile, self.overlap)
 
-    def tiles(self, core: Window | None = None) -> list[Window]:
-        """Tiles (clipped to the area) that touch ``core`` (all tiles if None)."""
-        r0, c0, h, w = core or (0, 0, self.height, self.width)
-        out = []
-        for row in self.rows:
-            if row >= r0 + h or row + self.tile <= r0:
-                continue
-            for col in self.cols:
-                if col >= c0 + w or col + self.tile <= c0:
-                    continue
-                out.append(
-                    (row, col, min(self.tile, self.height - row), min(self.tile, self.width - col))
-                )
-        return out
+    def tiles(self, rows: list[int] | None = None, cols: list[int] | None = None) -> list[Window]:
+        """Tiles (clipped to the area) at these origins (default: all), row by row."""
+        return [
+            (row, col, min(self.tile, self.height - row), min(self.tile, self.width - col))
+            for row in (self.rows if rows is None else rows)
+            for col in (self.cols if cols is None else cols)
+        ]
 
     def weights(self, window: Window) -> np.ndarray:
         """``(h, w)`` blending weights of a tile of this grid."""
@@ -122,10 +120,103 @@ class TileGrid:
         return vertical[:, None] * horizontal[None, :]
 
 
-def blocks(height: int, width: int, block: int) -> list[Window]:
-    """Core regions of side ``block`` covering the area, row by row."""
+@dataclass(frozen=True)
+class Cell:
+    """A rectangle of the area covered by the extents of the same blocks.
+
+    Args:
+        index: Position in :attr:`BlockPlan.cells`.
+        window: ``(row, col, h, w)`` in the area.
+        owners: Indexes of the blocks whose extents cover it, ascending.
+    """
+
+    index: int
+    window: Window
+    owners: tuple[int, ...]
+
+    @property
+    def shared(self) -> bool:
+        """More than one block contributes to it."""
+        return len(self.owners) > 1
+
+
+@dataclass(frozen=True)
+class Block:
+    """A group of whole tiles, evaluated together (one task).
+
+    Args:
+        index: Position in :attr:`BlockPlan.blocks`.
+        tiles: Its tiles (clipped to the area).
+        extent: The union of its tiles ``(row, col, h, w)``.
+        cells: The cells inside its extent.
+    """
+
+    index: int
+    tiles: tuple[Window, ...]
+    extent: Window
+    cells: tuple[Cell, ...]
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """How an area's tiles are grouped into blocks, and the cells of their extents."""
+
+    blocks: tuple[Block, ...]
+    cells: tuple[Cell, ...]
+
+
+def plan_blocks(grid: TileGrid, block: int) -> BlockPlan:
+    """Group the grid's tiles into blocks whose extents are about ``block`` pixels square.
+
+    Along each axis the tiles are split into ``ceil(n / k)`` runs of as equal length as
+    possible, where ``k = max(1, (block - overlap) // step)`` tiles (``step = tile -
+    overlap``) is what fits in ``block`` pixels.
+
+    Args:
+        grid: The area's tile grid.
+        block: Target side of a block's extent (pixels).
+    """
+    per_block = max(1, (block - grid.overlap) // (grid.tile - grid.overlap))
+    row_runs = _runs(grid.rows, per_block)
+    col_runs = _runs(grid.cols, per_block)
+    row_extents = [(run[0], min(run[-1] + grid.tile, grid.height)) for run in row_runs]
+    col_extents = [(run[0], min(run[-1] + grid.tile, grid.width)) for run in col_runs]
+    cells = []
+    block_cells: dict[int, list[Cell]] = {}
+    for r0, r1, row_groups in _segments(row_extents):
+        for c0, c1, col_groups in _segments(col_extents):
+            owners = tuple(r * len(col_runs) + c for r in row_groups for c in col_groups)
+            cell = Cell(len(cells), (r0, c0, r1 - r0, c1 - c0), owners)
+            for owner in owners:
+                block_cells.setdefault(owner, []).append(cell)
+            cells.append(cell)
+    blocks = []
+    for row_run, (r0, r1) in zip(row_runs, row_extents, strict=True):
+        for col_run, (c0, c1) in zip(col_runs, col_extents, strict=True):
+            index = len(blocks)
+            blocks.append(
+                Block(index, tuple(grid.tiles(row_run, col_run)), (r0, c0, r1 - r0, c1 - c0),
+                      tuple(block_cells[index]))
+            )  # fmt: skip
+    return BlockPlan(tuple(blocks), tuple(cells))
+
+
+def _runs(origins: list[int], per_run: int) -> list[list[int]]:
+    """Consecutive tile origins in ``ceil(n / per_run)`` runs of near-equal length."""
+    count = math.ceil(len(origins) / per_run)
+    size, extra = divmod(len(origins), count)
+    runs, start = [], 0
+    for i in range(count):
+        end = start + size + (i < extra)
+        runs.append(origins[start:end])
+        start = end
+    return runs
+
+
+def _segments(extents: list[tuple[int, int]]) -> list[tuple[int, int, tuple[int, ...]]]:
+    """Cut an axis at every extent boundary: ``(start, end, runs covering it)``."""
+    cuts = sorted({edge for extent in extents for edge in extent})
     return [
-        (row, col, min(block, height - row), min(block, width - col))
-        for row in range(0, height, block)
-        for col in range(0, width, block)
+        (a, b, tuple(i for i, (s, e) in enumerate(extents) if s <= a and b <= e))
+        for a, b in zip(cuts, cuts[1:], strict=False)
     ]
