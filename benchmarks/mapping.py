@@ -3,7 +3,8 @@
 What is measured: ``make_maps`` (the Python API behind ``eochange map``) with a
 full-size U-TAE checkpoint (``create("utae")``, seeded random weights, weekly sampling)
 on synthetic cubes of one square area holding only the weekly frames (default: 1024²
-with 2 months in all four modes, 4096² with 1 month fast serial; ``--plan`` and
+with 2 months in all four modes, 4096² with 1 month fast and fp32 serial and fast
+Dask; ``--plan`` and
 ``--modes`` for others; ``--quick``: 256² in all modes, 512² fast), each run in a fresh
 spawned process:
 
@@ -12,7 +13,7 @@ spawned process:
 - serial / Dask: ``scheduler="synchronous"`` (everything in the driver process) versus
   ``scheduler="local"`` (a local Dask cluster of worker processes, two on two cores).
 
-Default settings otherwise (tile 256, overlap 64, margin 16, block 1024, batch 4).
+Default settings otherwise (tile 256, overlap 64, margin 16, block 1024, batch 1 on CPU).
 Each run maps every month of the cube in two calls: the maps (class COGs and change maps,
 ``previews=False``), then the same call with previews on, which skips the existing maps
 and writes only the PNG previews and the time-lapse GIF; both are timed and the total is
@@ -73,7 +74,8 @@ WEEKLY_DAYS = (1, 5, 10, 15, 20, 25)
 AREA = "synthetic"
 MODES = (("fp32", "serial"), ("fast", "serial"), ("fp32", "dask"), ("fast", "dask"))
 FAST = (("fast", "serial"), ("fast", "dask"))
-FULL_PLAN = ((1024, 2, MODES), (4096, 1, (("fast", "serial"),)))  # (side, months, modes)
+LARGE = (("fast", "serial"), ("fp32", "serial"), ("fast", "dask"))
+FULL_PLAN = ((1024, 2, MODES), (4096, 1, LARGE))  # (side, months, modes)
 QUICK_PLAN = ((256, 1, MODES), (512, 1, FAST))
 SCHEDULERS = {"serial": "synchronous", "dask": "local"}
 MEMORY_GOAL = 1.2  # peak at the largest size / peak at 1024²

@@ -419,7 +419,8 @@ def _add_map_parser(commands: Any) -> None:
         "--margin", type=int, default=16, help="zero-weight pixels at tile seams (%(default)s)"
     )
     maps.add_argument("--block", type=int, default=1024, help="block side per task (%(default)s)")
-    maps.add_argument("--batch-size", type=int, default=4, help="tiles per batch (%(default)s)")
+    maps.add_argument("--batch-size", type=int, default=None,
+                      help="tiles per batch (default: 1 on CPU, 16 on GPU)")  # fmt: skip
     maps.add_argument(
         "--fast", action="store_true", help="channels-last + bfloat16 (CPU) / float16 (GPU)"
     )

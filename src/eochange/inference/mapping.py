@@ -64,7 +64,8 @@ class MapSettings:
         block: Side of the blocks an area is cut into (one Dask task each), in pixels:
             tiles are grouped so that a block's extent is at most this (at least one
             tile).
-        batch_size: Tiles per forward pass.
+        batch_size: Tiles per forward pass (default: 1 on CPU, where larger batches are
+            slower per tile, see docs/benchmarks.md; 16 on GPU).
         fast: Optimised path (channels-last + bfloat16 on CPU, float16 on GPU).
         device: ``cpu`` or ``cuda``.
         probabilities: Also write class probabilities.
@@ -76,7 +77,7 @@ class MapSettings:
     overlap: int = 64
     margin: int = 16
     block: int = 1024
-    batch_size: int = 4
+    batch_size: int | None = None
     fast: bool = False
     device: str = "cpu"
     probabilities: bool = False
@@ -91,7 +92,7 @@ class MapSettings:
             raise ConfigError(f"--overlap: expected 0 <= overlap < tile, got {self.overlap}")
         if self.overlap and 2 * self.margin >= self.overlap:
             raise ConfigError(f"--margin: expected 2 * margin < overlap, got {self.margin}")
-        if self.block < 1 or self.batch_size < 1:
+        if self.block < 1 or (self.batch_size is not None and self.batch_size < 1):
             raise ConfigError("--block and --batch-size must be positive")
 
 
@@ -246,7 +247,8 @@ def make_maps(
     # One Dask worker per core at most, and the cores shared out as torch threads.
     workers = 1 if scheduler == "synchronous" else min(usable_cores(), max(1, n_tasks))
     threads = settings.threads or max(1, usable_cores() // workers)
-    task_settings = replace(settings, threads=threads)
+    batch_size = settings.batch_size or (1 if settings.device == "cpu" else 16)
+    task_settings = replace(settings, threads=threads, batch_size=batch_size)
     _predict(checkpoint, source, out, jobs, info, task_settings, scheduler, workers, report,
              progress)  # fmt: skip
     for area in chosen:
