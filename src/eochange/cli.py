@@ -46,6 +46,68 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_synth_sen12ms(args: argparse.Namespace) -> int:
+    from eochange.synth import make_sen12ms
+
+    summary = make_sen12ms(
+        args.out,
+        scenes_per_season=args.scenes_per_season,
+        patches_per_scene=args.patches_per_scene,
+        size=args.size,
+        seed=args.seed,
+    )
+    print(
+        f"wrote {summary.patches} SEN12MS patches ({len(summary.scenes)} seasons x "
+        f"{args.scenes_per_season} scenes) to {summary.root}: train {summary.train}, test "
+        f"{summary.test}, val {summary.val} (inside train, as upstream); damaged patch "
+        f"{summary.damaged}"
+    )
+    return 0
+
+
+def _cmd_synth_dfc2020(args: argparse.Namespace) -> int:
+    from eochange.synth import make_dfc2020
+
+    summary = make_dfc2020(args.out, patches=args.patches, size=args.size, seed=args.seed)
+    print(
+        f"wrote {len(summary.validation)} validation and {len(summary.test)} test DFC2020 "
+        f"patches to {summary.root}"
+    )
+    return 0
+
+
+def _add_synth_sen12ms_parsers(synth_kinds: Any) -> None:
+    sen = synth_kinds.add_parser(
+        "sen12ms",
+        help="SEN12MS in its official layout, with the toolbox split and label files",
+        description="Write a synthetic SEN12MS (S1/S2/LC patch triplets of four seasons), "
+        "its splits/ (hold-out scenes, train/test/val lists) and labels/ (IGBP probability "
+        "labels); summer scene 146 holds the damaged patch p202 (NaN in S1).",
+    )
+    sen.add_argument("out", help="output folder")
+    sen.add_argument(
+        "--scenes-per-season", type=int, default=3, help="scenes per season (default: 3)"
+    )
+    sen.add_argument(
+        "--patches-per-scene", type=int, default=4, help="patches per scene (default: 4)"
+    )
+    sen.add_argument("--size", type=int, default=256, help="patch side in pixels (default: 256)")
+    sen.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sen.set_defaults(func=_cmd_synth_sen12ms)
+
+    dfc = synth_kinds.add_parser(
+        "dfc2020",
+        help="DFC2020 validation and test sets (S1/S2/LC + 10-class dfc labels)",
+        description="Write a synthetic IEEE GRSS DFC2020 validation and test set in the "
+        "layout the DFC2020 baseline reads (ROIs0000_validation, ROIs0000_test).",
+    )
+    dfc.add_argument("out", help="output folder")
+    dfc.add_argument("--patches", type=int, default=8, help="patches per set (default: 8)")
+    dfc.add_argument("--size", type=int, default=256, help="patch side in pixels (default: 256)")
+    dfc.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    dfc.set_defaults(func=_cmd_synth_dfc2020)
+
+
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from eochange.prepare import prepare_dynamicearthnet
 
@@ -327,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     den.add_argument("--quiet", action="store_true", help="no progress bar")
     den.set_defaults(func=_cmd_synth)
+    _add_synth_sen12ms_parsers(synth_kinds)
 
     prepare = commands.add_parser("prepare", help="convert a source layout into a datacube")
     prepare_kinds = prepare.add_subparsers(dest="dataset", metavar="DATASET", required=True)

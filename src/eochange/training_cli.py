@@ -9,10 +9,11 @@ every argument can be overridden on the command line (``--data.root /data/den``,
   when a run resumes) always, TensorBoard (``<run dir>/tensorboard``) when installed;
   ``validate``/``test``/``predict`` log into ``<run dir>/<subcommand>/``;
 - checkpoints as upstream, unless the config has a ``ModelCheckpoint``: ``last.ckpt``
-  every epoch and ``best-<epoch>.ckpt`` by upstream's training-time val mIoU; resume
-  with ``--ckpt_path last``;
-- for ``predict``, a :class:`~eochange.inference.ClassMapWriter` into
-  ``<run dir>/predictions`` unless the config has a prediction writer;
+  every epoch and ``best-<epoch>.ckpt`` by the task's ``checkpoint_monitor`` (upstream's
+  selection rule); resume with ``--ckpt_path last``;
+- for ``predict``, the task's ``prediction_writer`` (default: a
+  :class:`~eochange.inference.ClassMapWriter`) into ``<run dir>/predictions`` unless the
+  config has a prediction writer;
 - ``trainer.use_distributed_sampler: false`` (the datamodules shard by process
   themselves, whole cubes for evaluation).
 
@@ -57,8 +58,13 @@ def default_loggers(run_dir: str | Path, subcommand: str = "fit") -> list[Logger
     return loggers
 
 
-def default_checkpoints(run_dir: str | Path) -> list[ModelCheckpoint]:
-    """As upstream: ``last.ckpt`` every epoch, and the best by training-time val mIoU.
+def default_checkpoints(
+    run_dir: str | Path, monitor: tuple[str, str] = ("val/miou_upstream", "max")
+) -> list[ModelCheckpoint]:
+    """As upstream: ``last.ckpt`` every epoch, and the best by ``monitor``.
+
+    ``monitor`` is ``(metric, mode)``: the task's selection rule (DynamicEarthNet:
+    training-time val mIoU; SEN12MS: val micro F1).
 
     Two callbacks, because Lightning's ``save_last`` only writes when a top-k
     checkpoint is written, which would leave a stale ``last.ckpt`` to resume from.
@@ -68,8 +74,8 @@ def default_checkpoints(run_dir: str | Path) -> list[ModelCheckpoint]:
         ModelCheckpoint(
             dirpath=dirpath,
             filename="best-{epoch:03d}",
-            monitor="val/miou_upstream",
-            mode="max",
+            monitor=monitor[0],
+            mode=monitor[1],
             auto_insert_metric_name=False,
         ),
         ModelCheckpoint(
@@ -94,17 +100,25 @@ class EOChangeCLI(LightningCLI):
         callbacks = list(config.get("callbacks") or [])
         extra = []
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-            extra.extend(default_checkpoints(run_dir))
+            monitor = getattr(self.model, "checkpoint_monitor", ("val/miou_upstream", "max"))
+            extra.extend(default_checkpoints(run_dir, monitor))
         if self.subcommand == "predict" and not any(
             isinstance(c, BasePredictionWriter) for c in callbacks
         ):
-            from eochange.inference import ClassMapWriter
-
-            extra.append(ClassMapWriter(str(Path(run_dir) / "predictions")))
+            extra.append(self._prediction_writer(Path(run_dir) / "predictions"))
         if extra:
             kwargs["callbacks"] = callbacks + extra
         kwargs.setdefault("default_root_dir", run_dir)
         return super().instantiate_trainer(**kwargs)
+
+    def _prediction_writer(self, folder: Path) -> BasePredictionWriter:
+        """The task's own writer (``prediction_writer(folder)``) or class maps."""
+        make = getattr(self.model, "prediction_writer", None)
+        if make is not None:
+            return make(str(folder))
+        from eochange.inference import ClassMapWriter
+
+        return ClassMapWriter(str(folder))
 
 
 def run(argv: Sequence[str]) -> int:

@@ -6,19 +6,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
-from eochange.datamodules.samplers import CubeSampler, EpochSampler
+from eochange.datamodules.base import LoaderDataModule
+from eochange.datamodules.samplers import CubeSampler
 from eochange.datasets import dynamicearthnet_layout as layout
 from eochange.errors import ConfigError
 from eochange.io.cube import is_cube
-from eochange.parallel import default_workers
-from eochange.sample import IGNORE_INDEX, pad_collate
+from eochange.sample import IGNORE_INDEX
 
 
-class DynamicEarthNetDataModule(L.LightningDataModule):
+class DynamicEarthNetDataModule(LoaderDataModule):
     """Train/val/test/predict loaders of DynamicEarthNet for temporal segmentation.
 
     Training samples are the upstream augmentation (random rescale, ``crop_size`` crop,
@@ -49,6 +47,8 @@ class DynamicEarthNetDataModule(L.LightningDataModule):
         predict_split: Split used by ``predict``.
     """
 
+    train_drop_last = True  # as upstream
+
     def __init__(
         self,
         root: str | None = None,
@@ -69,15 +69,13 @@ class DynamicEarthNetDataModule(L.LightningDataModule):
         test_split: str = "test",
         predict_split: str = "test",
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, num_workers, pin_memory,
+                         persistent_workers, prefetch_factor, seed)  # fmt: skip
         self.root = _check_root(root)
         if sampling not in layout.SAMPLING_MODES:
             raise ConfigError(
                 f"data.sampling: expected one of {layout.SAMPLING_MODES}, got {sampling!r}"
             )
-        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if value < 1:
-                raise ConfigError(f"data.{name}: expected at least 1, got {value}")
         for name, split in (
             ("train_split", train_split),
             ("val_split", val_split),
@@ -87,15 +85,8 @@ class DynamicEarthNetDataModule(L.LightningDataModule):
             if split not in layout.SPLITS:
                 raise ConfigError(f"data.{name}: expected one of {layout.SPLITS}, got {split!r}")
         self.sampling = sampling
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
         self.crop_size = crop_size
         self.scale_range = tuple(scale_range)
-        self.num_workers = default_workers(4) if num_workers is None else num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.persistent_workers = persistent_workers and self.num_workers > 0
-        self.prefetch_factor = prefetch_factor
-        self.seed = seed
         self.label_policy = label_policy
         self.path_rewrite = path_rewrite
         self.splits = {
@@ -150,13 +141,6 @@ class DynamicEarthNetDataModule(L.LightningDataModule):
         for name in needed:
             self.dataset(name)
 
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented training batches; the last incomplete batch is dropped."""
-        dataset = self.dataset("train")
-        rank, world = self._rank_world()
-        sampler = EpochSampler(len(dataset), True, self.seed, rank, world)
-        return self._loader(dataset, sampler, self.batch_size, drop_last=True)
-
     def val_dataloader(self) -> DataLoader:
         """Whole images, cube by cube, months in order."""
         return self._eval_loader("val")
@@ -176,38 +160,6 @@ class DynamicEarthNetDataModule(L.LightningDataModule):
         months = [entry.month for entry in dataset.entries]
         sampler = CubeSampler(cubes, months, rank, world)
         return self._loader(dataset, sampler, self.eval_batch_size, drop_last=False)
-
-    def _loader(
-        self, dataset: Any, sampler: Sampler, batch_size: int, drop_last: bool
-    ) -> DataLoader:
-        workers = self.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            drop_last=drop_last,
-            num_workers=workers,
-            collate_fn=pad_collate,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-            prefetch_factor=self.prefetch_factor if workers else None,
-            # Its own generator: creating an iterator does not draw from the global RNG,
-            # so a resumed run keeps the same random stream as an uninterrupted one.
-            generator=torch.Generator().manual_seed(self.seed),
-        )
-
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        if trainer is None:
-            return 0, 1
-        world = trainer.world_size
-        if world > 1 and getattr(trainer, "_accelerator_connector", None) is not None:
-            if trainer._accelerator_connector.use_distributed_sampler:
-                raise ConfigError(
-                    "trainer.use_distributed_sampler must be false: the DynamicEarthNet "
-                    "samplers shard by process themselves (whole cubes for validation)"
-                )
-        return trainer.global_rank, world
 
 
 def _check_root(root: str | os.PathLike[str] | None) -> str:

@@ -9,6 +9,7 @@ themselves.
   each sample is fixed by its epoch even inside persistent DataLoader workers.
 - :class:`CubeSampler`: every cube's months in order, whole cubes per process, so that
   change metrics over consecutive months can be computed where the predictions are.
+- :class:`ShardSampler`: evaluation of independent samples (patches), each counted once.
 """
 
 from __future__ import annotations
@@ -91,6 +92,29 @@ class CubeSampler(Sampler[int]):
             shards[target].extend(indices)
             loads[target] += len(indices)
         self.indices = shards[rank]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``0..size-1`` in order, every ``world_size``-th from ``rank``.
+
+    No padding, so evaluation under DDP counts every sample exactly once.
+
+    Args:
+        size: Dataset length.
+        rank: This process's rank.
+        world_size: Number of processes.
+    """
+
+    def __init__(self, size: int, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.indices = list(range(rank, size, world_size))
 
     def __len__(self) -> int:
         return len(self.indices)

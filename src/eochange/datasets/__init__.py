@@ -9,7 +9,11 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-_LAZY = {"DynamicEarthNet": "eochange.datasets.dynamicearthnet"}
+_LAZY = {
+    "DFC2020": "eochange.datasets.dfc2020",
+    "DynamicEarthNet": "eochange.datasets.dynamicearthnet",
+    "SEN12MS": "eochange.datasets.sen12ms",
+}
 
 __all__ = sorted(_LAZY)
 

@@ -48,7 +48,11 @@ def _load_all() -> None:
     # Importing the architecture modules registers them.
     from eochange.models import (  # noqa: F401
         convlstm,
+        deeplabv3plus,
+        densenet,
+        resnet,
         unet,
         unet3d,
+        unet_dfc2020,
         utae,
     )

@@ -1,5 +1,7 @@
 """LightningModules: one per task."""
 
+from eochange.tasks.classification import SceneClassificationTask
+from eochange.tasks.patch_segmentation import PatchSegmentationTask
 from eochange.tasks.segmentation import TemporalSegmentationTask
 
-__all__ = ["TemporalSegmentationTask"]
+__all__ = ["PatchSegmentationTask", "SceneClassificationTask", "TemporalSegmentationTask"]

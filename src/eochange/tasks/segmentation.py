@@ -17,17 +17,12 @@ classes, palette, sampling, model): see :meth:`on_save_checkpoint`.
 
 from __future__ import annotations
 
-import json
 import math
-import random
-from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 
-from eochange import __version__
 from eochange.errors import ConfigError
 from eochange.losses import REDUCTIONS, segmentation_cross_entropy
 from eochange.metrics.torchmetrics_adapter import ChangeSegmentationTorchMetric
@@ -36,6 +31,8 @@ from eochange.models import create
 from eochange.models.init import initialise
 from eochange.report.colour import true_colour
 from eochange.sample import IGNORE_INDEX
+from eochange.tasks import common
+from eochange.tasks.common import EOChangeTask, finite, gather_objects, log_train_loss
 
 TASK_NAME = "temporal_segmentation"
 """Value of ``checkpoint["eochange"]["task"]`` for checkpoints of this task."""
@@ -44,7 +41,7 @@ SAMPLE_SIDE = 512
 """Sample predictions kept for the report are subsampled to at most this side."""
 
 
-class TemporalSegmentationTask(L.LightningModule):
+class TemporalSegmentationTask(EOChangeTask):
     """Any registered temporal segmentation model, trained and evaluated as upstream.
 
     Args:
@@ -61,6 +58,10 @@ class TemporalSegmentationTask(L.LightningModule):
             ``default`` (PyTorch's).
         keep_samples: Months of the first evaluation cube kept for the report.
     """
+
+    task_name = TASK_NAME
+    checked_keys = (("sampling", "--data.sampling"), ("bands", "the data's bands"))
+    checkpoint_monitor = ("val/miou_upstream", "max")
 
     def __init__(
         self,
@@ -91,29 +92,8 @@ class TemporalSegmentationTask(L.LightningModule):
                 for stage in ("val", "test")
             }
         )
-        self.data_info: dict[str, Any] = {}
-        self._epoch = 0  # of the loaded checkpoint, for records outside fit
         self._cube: dict[str, Any] = {}
         self._samples: dict[str, list[Any]] = {}
-
-    # --- set-up -------------------------------------------------------------------------
-
-    def setup(self, stage: str) -> None:
-        """Take the dataset metadata from the datamodule and check it fits the model."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
-        if datamodule is not None and hasattr(datamodule, "metadata"):
-            self.data_info = datamodule.metadata()
-        bands, classes = self.data_info.get("bands"), self.data_info.get("classes")
-        if bands is not None and len(bands) != self.hparams.in_channels:
-            raise ConfigError(
-                f"model.in_channels is {self.hparams.in_channels} but the data have "
-                f"{len(bands)} bands ({', '.join(bands)})"
-            )
-        if classes is not None and len(classes) != self.hparams.num_classes:
-            raise ConfigError(
-                f"model.num_classes is {self.hparams.num_classes} but the data have "
-                f"{len(classes)} classes"
-            )
 
     def forward(self, image: torch.Tensor, dates: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, T, C, H, W)`` images and ``(B, T)`` dates -> ``(B, K, H, W)`` logits."""
@@ -137,11 +117,7 @@ class TemporalSegmentationTask(L.LightningModule):
         """One optimisation step on a batch of crops."""
         logits = self(batch["image"], batch["dates"])
         loss = self._loss(logits, batch["mask"])
-        # Epoch means under "train/loss" (the curves), per-step values for the progress bar.
-        size = len(logits)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=size)
-        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True,
-                 batch_size=size)  # fmt: skip
+        log_train_loss(self, loss, len(logits))
         return loss
 
     # --- evaluation ---------------------------------------------------------------------
@@ -241,14 +217,11 @@ class TemporalSegmentationTask(L.LightningModule):
         ]
         for name, value in zip(short, result["iou"].tolist(), strict=False):
             self.log(f"{stage}/iou_{name}", value)
-        per_cube = _gather_objects(metric.per_cube)
-        folder = Path(self.trainer.default_root_dir) / "evaluation"
-        if self.global_rank == 0 and not self.trainer.sanity_checking:
-            self._write_evaluation(folder, stage, result, miou_upstream, per_cube)
+        per_cube = gather_objects(metric.per_cube)
+        self._write_evaluation(stage, result, miou_upstream, per_cube)
 
     def _write_evaluation(
         self,
-        folder: Path,
         stage: str,
         result: dict[str, torch.Tensor],
         miou_upstream: float,
@@ -256,27 +229,28 @@ class TemporalSegmentationTask(L.LightningModule):
     ) -> None:
         from eochange.io.atomic import atomic_path
 
-        folder.mkdir(parents=True, exist_ok=True)
         k = self.hparams.num_classes
         record = {
             "stage": stage,
-            "epoch": int(self.current_epoch if self.trainer.state.fn == "fit" else self._epoch),
-            **{key: _finite(float(result[key])) for key in ("scs", "bc", "sc", "miou")},
+            "epoch": self.record_epoch(),
+            **{key: finite(float(result[key])) for key in ("scs", "bc", "sc", "miou")},
             "iou": [float(v) for v in result["iou"].tolist()],
             "classes": list(self.data_info.get("classes") or [f"class{i}" for i in range(k)]),
             "short_names": list(self.data_info.get("short_names") or [f"c{i}" for i in range(k)]),
             "palette": self.data_info.get("palette"),
             "per_cube": {
-                cube: {key: _finite(value) if key != "iou" else value for key, value in s.items()}
+                cube: {key: finite(value) if key != "iou" else value for key, value in s.items()}
                 for cube, s in sorted(per_cube.items())
             },
             "miou_upstream": miou_upstream,
             "confusion": result["confusion"].tolist(),
             "change_confusion": result["change_confusion"].tolist(),
         }
-        with atomic_path(folder / f"{stage}.json") as tmp:
-            tmp.write_text(json.dumps(record, indent=2))
+        path = self.write_record(stage, record)
         samples = self._samples.get(stage) or []
+        if path is None:
+            return
+        folder = path.parent
         if samples:
             with atomic_path(folder / f"{stage}_samples.npz") as tmp:
                 with open(tmp, "wb") as handle:
@@ -289,104 +263,11 @@ class TemporalSegmentationTask(L.LightningModule):
                         cube_id=np.array(samples[0]["cube_id"]),
                     )
 
-    # --- checkpoints --------------------------------------------------------------------
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Add what prediction needs (task, model, bands, normalisation, classes, ...).
-
-        The global random states are saved too, so that a run resumed from this
-        checkpoint draws the same random numbers (dropout) as an uninterrupted one.
-        """
-        checkpoint["eochange_rng"] = _rng_states()
-        checkpoint["eochange"] = {
-            "task": TASK_NAME,
-            "version": __version__,
-            "model": self.hparams.model,
-            "model_kwargs": dict(self.hparams.model_kwargs or {}),
-            "in_channels": self.hparams.in_channels,
-            "num_classes": self.hparams.num_classes,
-            **self.data_info,
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse checkpoints of another task, model, band set or temporal sampling.
-
-        Runs before any weight is loaded, after the datamodule's metadata was taken in
-        :meth:`setup`, so a checkpoint trained on daily series is not silently applied
-        to weekly ones.
-        """
-        info = check_checkpoint(checkpoint, self.hparams.model, where="checkpoint")
-        for key, option in (("sampling", "--data.sampling"), ("bands", "the data's bands")):
-            saved, current = info.get(key), self.data_info.get(key)
-            if saved is not None and current is not None and saved != current:
-                raise ConfigError(
-                    f"checkpoint: trained with {key} {saved!r}, the data have {current!r}; "
-                    f"set {option} to match"
-                )
-        self._epoch = int(checkpoint.get("epoch", 0))
-        resuming = self._trainer is not None and self.trainer.state.fn == "fit"
-        if resuming and "eochange_rng" in checkpoint:
-            _restore_rng_states(checkpoint["eochange_rng"])
-        self.data_info = {
-            key: value
-            for key, value in info.items()
-            if key not in ("task", "version", "model", "model_kwargs", "in_channels", "num_classes")
-        }
-
 
 def check_checkpoint(checkpoint: dict[str, Any], model: str | None, where: str) -> dict[str, Any]:
-    """The ``eochange`` metadata of a loaded checkpoint, checked to be of this task.
+    """The ``eochange`` metadata of a loaded temporal segmentation checkpoint.
 
     Raises:
         ConfigError: Not an eochange checkpoint, another task, or another model.
     """
-    info = checkpoint.get("eochange")
-    if not isinstance(info, dict):
-        raise ConfigError(
-            f"{where}: not an eochange training checkpoint (no 'eochange' metadata); official "
-            "DynamicEarthNet weights load with eochange.models.from_dynamicearthnet"
-        )
-    if info.get("task") != TASK_NAME:
-        raise ConfigError(f"{where}: a {info.get('task')!r} checkpoint, expected {TASK_NAME!r}")
-    if model is not None and info.get("model") != model:
-        raise ConfigError(f"{where}: holds model {info.get('model')!r}, configured {model!r}")
-    return info
-
-
-def _rng_states() -> dict[str, Any]:
-    """Global random states as tensors and lists (loadable with ``weights_only=True``)."""
-    _, keys, position, has_gauss, gauss = np.random.get_state()
-    version, state, python_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],
-        "python": [version, list(state), python_gauss],
-    }
-
-
-def _restore_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    keys, position, has_gauss, gauss = states["numpy"]
-    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), position, has_gauss, gauss))
-    version, state, python_gauss = states["python"]
-    random.setstate((version, tuple(state), python_gauss))
-
-
-def _finite(value: Any) -> Any:
-    """NaN as None, for JSON."""
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def _gather_objects(local: dict[str, Any]) -> dict[str, Any]:
-    """Union of a dict over all processes (DDP), or the dict itself."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return dict(local)
-    parts: list[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(parts, local)
-    merged: dict[str, Any] = {}
-    for part in parts:
-        merged.update(part or {})
-    return merged
+    return common.check_checkpoint(checkpoint, model, where, TASK_NAME)

@@ -11,51 +11,17 @@ eochange never does.
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch import nn
 
 from eochange.errors import ConfigError, DataError
 from eochange.models.registry import create
+from eochange.models.upstream.common import mismatch, read_checkpoint, shapes, state_dict_of
 
 ARCHITECTURES = ("utae", "uconvlstm", "unet3d", "unet")
 """Upstream ``NETWORK.NAME`` values, which are also the eochange registry names."""
-
-_PREFIX = "module."
-
-
-def _safe_numpy_globals() -> list[Any]:
-    # Upstream stores best_acc as a numpy float: allow numpy scalars (plain data), no code.
-    allowed: list[Any] = []
-    try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
-    allowed.append(scalar)
-    allowed += [np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32))]
-    allowed += [type(np.dtype(np.int64))]
-    return allowed
-
-
-def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        with torch.serialization.safe_globals(_safe_numpy_globals()):
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True)
-            except pickle.UnpicklingError as err:
-                raise DataError(
-                    f"{path}: refused to load: it contains objects other than tensors and "
-                    f"plain data ({str(err).splitlines()[0]})"
-                ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise DataError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
 
 
 def load_checkpoint(checkpoint: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
@@ -68,33 +34,12 @@ def load_checkpoint(checkpoint: str | os.PathLike[str] | Mapping[str, Any]) -> d
     Raises:
         DataError: Unreadable file, or no state_dict inside.
     """
-    source = "checkpoint"
-    if isinstance(checkpoint, str | os.PathLike):
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise DataError(f"{path}: checkpoint file not found")
-        source = str(path)
-        checkpoint = _torch_load(path)
-    if not isinstance(checkpoint, Mapping):
-        raise DataError(
-            f"{source}: expected a state_dict or a training dict, got {type(checkpoint)}"
-        )
-    state = checkpoint.get("model_dict", checkpoint)
-    if not isinstance(state, Mapping) or not state:
-        raise DataError(f"{source}: 'model_dict' is not a state_dict")
-    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise DataError(
-            f"{source}: not a state_dict (non-tensor entries {bad[:5]}); pass the training "
-            "dict or its 'model_dict'"
-        )
-    if all(key.startswith(_PREFIX) for key in state):
-        state = {key[len(_PREFIX) :]: value for key, value in state.items()}
-    return dict(state)
+    content, source = read_checkpoint(checkpoint)
+    return state_dict_of(content, "model_dict", source)
 
 
 def _expected_keys(arch: str) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in create(arch).state_dict().items()}
+    return shapes(create(arch).state_dict())
 
 
 def from_dynamicearthnet(
@@ -119,8 +64,8 @@ def from_dynamicearthnet(
         raise ConfigError(f"arch: expected one of {ARCHITECTURES}, got {arch!r}")
     state = load_checkpoint(checkpoint)
     model = create(arch)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
+    expected = shapes(model.state_dict())
+    found = shapes(state)
     if found != expected:
         for other in ARCHITECTURES:
             if other != arch and found == _expected_keys(other):
@@ -128,18 +73,8 @@ def from_dynamicearthnet(
                     f"checkpoint is a DynamicEarthNet '{other}' model, not '{arch}'; "
                     f"use from_dynamicearthnet('{other}', ...)"
                 )
-        missing = sorted(expected.keys() - found.keys())
-        unexpected = sorted(found.keys() - expected.keys())
-        shapes = sorted(
-            f"{k} {found[k]} (expected {expected[k]})"
-            for k in expected.keys() & found.keys()
-            if found[k] != expected[k]
+        raise DataError(
+            f"checkpoint does not match DynamicEarthNet '{arch}': " + mismatch(expected, found)
         )
-        parts = []
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
-            if items:
-                more = f" and {len(items) - 10} more" if len(items) > 10 else ""
-                parts.append(f"{len(items)} {label}: {', '.join(items[:10])}{more}")
-        raise DataError(f"checkpoint does not match DynamicEarthNet '{arch}': " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
     return model.eval()
