@@ -38,6 +38,7 @@ bench: $(VENV)/.installed-test
 	$(VENV)/bin/python benchmarks/models.py
 	$(VENV)/bin/python benchmarks/training.py
 	$(VENV)/bin/python benchmarks/mapping.py
+	$(VENV)/bin/python benchmarks/sen12ms.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info src/*.egg-info

@@ -11,6 +11,7 @@ import platform
 import resource
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -153,13 +154,7 @@ def peak_rss_mb() -> float:
 
 def _proc_status_mb(field: str) -> float:
     """A ``/proc/self/status`` memory field (``VmHWM``, ``VmRSS``) in MB; NaN off Linux."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) * 1024 / 1e6
-    except OSError:
-        pass
-    return float("nan")
+    return status_mb("self", field)
 
 
 def vm_hwm_mb() -> float:
@@ -287,3 +282,46 @@ def write_json(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def status_mb(pid: int | str, field: str) -> float:
+    """A ``/proc/<pid>/status`` memory field in MB (NaN when unreadable)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
+    return float("nan")
+
+
+def cpu_snapshot() -> dict[str, float]:
+    """CPU seconds so far of this process, its live children and the whole machine.
+
+    The children are the DataLoader workers; the machine's busy time (all cores) includes
+    other sessions' work. Children and machine are NaN without ``psutil`` (installed with
+    Dask's distributed).
+    """
+    snapshot = {
+        "time_s": time.perf_counter(),
+        "main_s": time.process_time(),
+        "workers_s": float("nan"),
+        "machine_busy_s": float("nan"),
+    }
+    try:
+        import psutil
+    except ImportError:
+        return snapshot
+    workers = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        workers += times.user + times.system
+    machine = psutil.cpu_times()
+    busy = machine.user + machine.system
+    busy += sum(getattr(machine, f, 0.0) for f in ("nice", "irq", "softirq", "steal"))
+    snapshot.update(workers_s=workers, machine_busy_s=busy)
+    return snapshot

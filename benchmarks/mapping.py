@@ -62,6 +62,7 @@ from _common import (  # noqa: E402
     markdown_table,
     peak_rss_mb,
     run_fresh,
+    status_mb,
     vm_hwm_mb,
     write_json,
 )
@@ -234,18 +235,6 @@ def prepare_data(
 # --- one run (in a fresh process) -------------------------------------------------------
 
 
-def _status_mb(pid: int, field: str) -> float:
-    """A ``/proc/<pid>/status`` memory field in MB (NaN when the process is gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith(f"{field}:"):
-                    return int(line.split()[1]) * 1024 / 1e6
-    except OSError:
-        pass
-    return math.nan
-
-
 class TreeMonitor(threading.Thread):
     """Samples this process's descendants: peak ``VmHWM`` and CPU seconds of each."""
 
@@ -278,7 +267,7 @@ class TreeMonitor(threading.Thread):
             except self.psutil.Error:
                 continue
             self.cpu[child.pid] = times.user + times.system
-            hwm = _status_mb(child.pid, "VmHWM")
+            hwm = status_mb(child.pid, "VmHWM")
             if not math.isnan(hwm):
                 self.hwm[child.pid] = max(self.hwm.get(child.pid, 0.0), hwm)
 
@@ -513,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         "--plan",
         default=None,
         help="area sides and months, e.g. 1024x2,4096x1, each in every mode (default: "
-        "1024x2 in every mode and 4096x1 fast serial; --quick: 256x1 and 512x1 fast)",
+        "1024x2 in every mode and 4096x1 fast and fp32 serial and fast Dask; "
+        "--quick: 256x1 and 512x1 fast)",
     )
     parser.add_argument(
         "--modes",

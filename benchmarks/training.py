@@ -55,6 +55,7 @@ from _common import (  # noqa: E402
     PAGE_CACHE_CAVEAT,
     base_parser,
     code_hash,
+    cpu_snapshot,
     ensure_data,
     machine_info,
     machine_lines,
@@ -161,37 +162,6 @@ def prepare_data(base: Path, chunk: int) -> tuple[Path, dict[str, Any], float, b
 
 
 # --- one run (in a fresh process) -------------------------------------------------------
-
-
-def cpu_snapshot() -> dict[str, float]:
-    """CPU seconds so far of this process, its live children and the whole machine.
-
-    The children are the DataLoader workers; the machine's busy time (all cores) includes
-    other sessions' work. Children and machine are NaN without ``psutil`` (installed with
-    Dask's distributed).
-    """
-    snapshot = {
-        "time_s": time.perf_counter(),
-        "main_s": time.process_time(),
-        "workers_s": math.nan,
-        "machine_busy_s": math.nan,
-    }
-    try:
-        import psutil
-    except ImportError:
-        return snapshot
-    workers = 0.0
-    for child in psutil.Process().children(recursive=True):
-        try:
-            times = child.cpu_times()
-        except psutil.Error:
-            continue
-        workers += times.user + times.system
-    machine = psutil.cpu_times()
-    busy = machine.user + machine.system
-    busy += sum(getattr(machine, f, 0.0) for f in ("nice", "irq", "softirq", "steal"))
-    snapshot.update(workers_s=workers, machine_busy_s=busy)
-    return snapshot
 
 
 def measure(job: Job) -> dict[str, Any]:

@@ -346,7 +346,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     if args.epochs < 1:
         raise ConfigError(f"--epochs: expected at least 1, got {args.epochs}")
-    run_demo(args.out, scheduler=args.scheduler, quiet=args.quiet, epochs=args.epochs)
+    run_demo(args.out, scheduler=args.scheduler, quiet=args.quiet, epochs=args.epochs,
+             sen12ms=args.sen12ms)  # fmt: skip
     return 0
 
 
@@ -371,6 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.add_argument(
         "--epochs", type=int, default=60, help="training epochs (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--sen12ms",
+        action="store_true",
+        help="also train and test a SEN12MS multi-label scene classifier (about a minute)",
     )
     demo.set_defaults(func=_cmd_demo)
 

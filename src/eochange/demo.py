@@ -94,6 +94,7 @@ def run_demo(
     scheduler: str | None = None,
     quiet: bool = False,
     epochs: int = DEMO_EPOCHS,
+    sen12ms: bool = False,
 ) -> Path:
     """Run the demo and return the path of its ``summary.md``.
 
@@ -101,7 +102,9 @@ def run_demo(
         out: Output folder (created; a re-run reuses finished cube areas and retrains).
         scheduler: Dask scheduler for ``prepare`` (local processes by default).
         quiet: No progress bars or training logs.
-        epochs: Training epochs (30; fewer for a smoke run).
+        epochs: Training epochs (60; fewer for a smoke run).
+        sen12ms: Also run the SEN12MS scene-classification part
+            (:mod:`eochange.demo_sen12ms`), added to the summary.
     """
     from eochange.training_cli import run as lightning
 
@@ -164,8 +167,16 @@ def run_demo(
     t0 = time.perf_counter()
     report = write_report(run_dir)
     seconds["report"] = time.perf_counter() - t0
+    extra: list[str] = []
+    if sen12ms:
+        from eochange.demo_sen12ms import run_sen12ms_demo
+
+        t0 = time.perf_counter()
+        extra = run_sen12ms_demo(out, quiet=quiet)
+        seconds["SEN12MS part"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - wall
-    summary = _write_summary(out, synth, prepared, loading, official, run_dir, report, seconds)
+    summary = _write_summary(out, synth, prepared, loading, official, run_dir, report, seconds,
+                             extra)  # fmt: skip
     say(summary.read_text())
     say(f"summary: {summary}\nreport:  {report}")
     return summary
@@ -218,6 +229,7 @@ def _write_summary(
     run_dir: Path,
     report: Path,
     seconds: dict[str, float],
+    extra: list[str],
 ) -> Path:
     import json
 
@@ -274,6 +286,7 @@ def _write_summary(
         f"time-lapse GIF): `{out / 'maps'}`",
         f"- official-format PNGs and references: `{out / 'evaluation'}`",
         "",
+        *extra,
         "## Time and memory",
         "",
         "| stage | seconds |",

@@ -8,8 +8,9 @@ use a cluster; its workers must see the same paths.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
@@ -53,6 +54,7 @@ def map_tasks(
     progress: bool = False,
     desc: str = "tasks",
     on_result: Callable[[int, R | BaseException], None] | None = None,
+    compute_threads: int | None = None,
 ) -> list[R | BaseException | None]:
     """Run ``func`` on every item through Dask; return results or exceptions, in order.
 
@@ -71,6 +73,12 @@ def map_tasks(
         progress: Show a progress bar.
         desc: Progress bar label.
         on_result: Called with ``(index, result or exception)`` as results arrive.
+        compute_threads: For compute-heavy tasks (torch): the threads each local worker
+            process may use for numerical work. Dask starts workers with
+            ``OMP_NUM_THREADS=1`` and ``MALLOC_TRIM_THRESHOLD_=65536`` (the latter fixes
+            glibc's mmap threshold, so every large tensor is mapped and unmapped anew: a
+            page fault per page, every time); with this set, the thread variables get
+            this value and the malloc variable is left to glibc's default.
 
     """
     check_scheduler(scheduler)
@@ -94,13 +102,14 @@ def map_tasks(
     cluster = None
     if scheduler is None or scheduler in ("local", "threads"):
         n = max(1, min(workers or usable_cores(), len(items)))
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=scheduler != "threads",
-            dashboard_address=":0",  # no fixed port: never clashes with another cluster
-            silence_logs=40,
-        )
+        with _worker_environment(compute_threads):
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=scheduler != "threads",
+                dashboard_address=":0",  # no fixed port: never clashes with another cluster
+                silence_logs=40,
+            )
         client = Client(cluster)
     else:
         client = Client(scheduler)
@@ -122,6 +131,38 @@ def map_tasks(
         if cluster is not None:
             cluster.close()
     return results
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_MALLOC_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
+
+
+@contextlib.contextmanager
+def _worker_environment(compute_threads: int | None) -> Iterator[None]:
+    """The environment local workers are spawned with (see ``map_tasks``).
+
+    Dask's nanny takes these variables from ``os.environ`` before its own defaults and
+    writes its choice back into ``os.environ``; both are undone on exit, so this process
+    (and later clusters) keep their own environment.
+    """
+    if compute_threads is None:
+        yield
+        return
+    import dask
+
+    names = (*_THREAD_VARIABLES, _MALLOC_VARIABLE)
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.pop(_MALLOC_VARIABLE, None)
+    os.environ.update({name: str(compute_threads) for name in _THREAD_VARIABLES})
+    try:
+        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{_MALLOC_VARIABLE}": None}):
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _deliver(

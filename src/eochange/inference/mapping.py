@@ -361,7 +361,8 @@ def _predict(
 
     try:
         map_tasks(run_block, tasks, scheduler=scheduler, workers=workers, progress=progress,
-                  desc="map blocks", on_result=on_result)  # fmt: skip
+                  desc="map blocks", on_result=on_result,
+                  compute_threads=settings.threads)  # fmt: skip
     finally:
         for maps in open_maps.values():
             for assembler in maps:
