@@ -1,0 +1,1 @@
+"""The ERCNN-DRS deep-temporal preprocessing pipeline (rsdtlib's, without TensorFlow)."""
