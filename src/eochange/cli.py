@@ -76,6 +76,52 @@ def _cmd_synth_dfc2020(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_synth_s1s2(args: argparse.Namespace) -> int:
+    from eochange.synth import make_s1s2
+
+    summary = make_s1s2(
+        args.out,
+        size=args.size,
+        days=args.days,
+        start=args.start,
+        seed=args.seed,
+        layout=args.layout,
+    )
+    counts = ", ".join(
+        f"{name} {count}" + (f" (+{summary.failed[name]} failed)" if summary.failed[name] else "")
+        for name, count in summary.observations.items()
+    )
+    kinds = ", ".join(f"{e.kind} {e.date}" for e in summary.events)
+    print(
+        f"wrote S1/S2 observation folders ({summary.layout}) to {summary.root}: {counts}; "
+        f"{len(summary.events)} planted events ({kinds}) in {summary.truth}"
+    )
+    return 0
+
+
+def _add_synth_s1s2_parser(synth_kinds: Any) -> None:
+    s12 = synth_kinds.add_parser(
+        "s1s2",
+        help="Sentinel-1/2 observation folders (EOPatch and/or GeoTIFF) with urban changes",
+        description="Write synthetic S1 ascending, S1 descending and S2 L1C observation "
+        "folders in eo-learn 1.3's EOPatch layout (S1_asc/, S1_dsc/, S2/ with eopatches/ and "
+        "fail_eopatches/) and/or the GeoTIFF layout (geotiff/<stream>/<time>.tif + "
+        "_mask.tif), with planted construction and demolition events in truth/.",
+    )
+    s12.add_argument("out", help="output folder")
+    s12.add_argument("--size", type=int, default=128, help="area side in pixels (default: 128)")
+    s12.add_argument("--days", type=int, default=400, help="number of days (default: 400)")
+    s12.add_argument("--start", default="2017-01-01", help="first day (default: 2017-01-01)")
+    s12.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    s12.add_argument(
+        "--layout",
+        choices=("eopatch", "geotiff", "both"),
+        default="eopatch",
+        help="folder layout to write (default: eopatch)",
+    )
+    s12.set_defaults(func=_cmd_synth_s1s2)
+
+
 def _add_synth_sen12ms_parsers(synth_kinds: Any) -> None:
     sen = synth_kinds.add_parser(
         "sen12ms",
@@ -396,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument("--quiet", action="store_true", help="no progress bar")
     den.set_defaults(func=_cmd_synth)
     _add_synth_sen12ms_parsers(synth_kinds)
+    _add_synth_s1s2_parser(synth_kinds)
 
     prepare = commands.add_parser("prepare", help="convert a source layout into a datacube")
     prepare_kinds = prepare.add_subparsers(dest="dataset", metavar="DATASET", required=True)

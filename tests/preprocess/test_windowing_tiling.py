@@ -107,8 +107,10 @@ class _Stream:
         self.times = [T0 + timedelta(days=k) for k in range(len(frames))]
         self.grid, self.bands = _Grid(2, 2), 1
 
-    def read(self, index):
-        return _Observation(self.frames[index], self.masks[index])
+    def read(self, index, window=None):
+        row, col, h, w = window or (0, 0, 2, 2)
+        return _Observation(self.frames[index][:, row : row + h, col : col + w],
+                            self.masks[index][row : row + h, col : col + w])  # fmt: skip
 
 
 def test_forward_fill_from_zeros_by_hand():

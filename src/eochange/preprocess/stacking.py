@@ -48,8 +48,8 @@ class ObservationStream(Protocol):
 
     times: Sequence[datetime]
 
-    def read(self, index: int) -> Any:
-        """Observation ``index`` with ``data`` ``(C, H, W)`` and ``mask`` ``(H, W)``."""
+    def read(self, index: int, window: Window | None = None) -> Any:
+        """Observation ``index`` (at ``window``): ``data`` ``(C, h, w)``, ``mask`` ``(h, w)``."""
 
 
 @dataclass(frozen=True)
@@ -151,8 +151,8 @@ def assemble(
         block = None
         for s, needed in enumerate(seen):
             while applied < needed:
-                observation = stream.read(plan.kept[name][applied])
-                data, mask = _crop(observation.data, window), _crop(observation.mask, window)
+                observation = stream.read(plan.kept[name][applied], window)
+                data, mask = observation.data, observation.mask
                 if state is None:
                     state = np.zeros(data.shape, np.float32)
                 np.copyto(state, data, where=mask[None].astype(bool))
@@ -170,13 +170,6 @@ def assemble(
             row, col, h, w = window or (0, 0, block.shape[-2], block.shape[-1])
             out[name][:, :, row : row + h, col : col + w] = block
     return result
-
-
-def _crop(array: np.ndarray, window: Window | None) -> np.ndarray:
-    if window is None:
-        return np.asarray(array)
-    row, col, h, w = window
-    return np.asarray(array[..., row : row + h, col : col + w])
 
 
 def _zeros_like_stream(stream: ObservationStream, window: Window | None) -> np.ndarray:
@@ -219,8 +212,12 @@ def open_streams(
     optical: str | os.PathLike[str],
     era: Era,
     crop: bool = False,
+    check_grid: bool = True,
 ) -> dict[str, ObservationStream]:
     """Open the three observation folders (EOPatch or GeoTIFF layout) and check grids.
+
+    ``check_grid=False`` reads only each stream's first header (every observation is
+    still checked when it is read).
 
     Raises:
         DataError: Streams on different grids (unless ``crop``).
@@ -228,9 +225,9 @@ def open_streams(
     from eochange.io.eopatch import open_stream
 
     streams = {
-        "sar_ascending": open_stream(sar_ascending, "sar", era),
-        "sar_descending": open_stream(sar_descending, "sar", era),
-        "optical": open_stream(optical, "optical", era),
+        "sar_ascending": open_stream(sar_ascending, "sar", era, check_grid=check_grid),
+        "sar_descending": open_stream(sar_descending, "sar", era, check_grid=check_grid),
+        "optical": open_stream(optical, "optical", era, check_grid=check_grid),
     }
     grids = {name: s.grid for name, s in streams.items()}
     reference = grids["optical"]
