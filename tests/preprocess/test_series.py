@@ -97,3 +97,27 @@ def test_incomplete_series_is_refused(observations, tmp_path):
     zarr.open_group(tmp_path / "c.zarr", mode="r+").attrs["complete"] = False
     with pytest.raises(DataError, match="incomplete"):
         open_series(tmp_path / "c.zarr")
+
+
+def test_stack_command_and_stage2_export(observations, tmp_path, capsys):
+    from eochange.cli import main
+    from eochange.io.tfrecord import read_stage2
+
+    root, _ = observations
+    asc, dsc, opt = _streams(root)
+    args = ["stack", "--sar-ascending", str(asc), "--sar-descending", str(dsc),
+            "--optical", str(opt), "--out", str(tmp_path / "s.zarr"), "--start", "2018-01-01",
+            "--end", "2018-09-01", "--block", "32", "--scheduler", "synchronous", "--quiet",
+            "--tfrecords", str(tmp_path / "tf")]  # fmt: skip
+    assert main(args) == 0
+    assert "blocks written 4" in capsys.readouterr().out
+    series = open_series(tmp_path / "s.zarr")
+    tile = read_stage2(tmp_path / "tf" / "1_0.tfrecords")
+    np.testing.assert_array_equal(tile.timestamps, series.times)
+    np.testing.assert_array_equal(tile.optical, series.optical[:, :, 32:64, 0:32])
+    assert tile.sar_ascending.shape[1:] == (2, 32, 32)
+    assert main(args) == 0  # resumed: nothing to do
+    assert "blocks written 0, already done 4" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args[:-2], "--era", "nope"])
+    assert exit_info.value.code == 2

@@ -306,3 +306,36 @@ def series_layout(path: str | os.PathLike[str]) -> TileLayout:
     return TileLayout(layout["height"], layout["width"], layout["tile"], layout["deadzone"],
                       layout["remainder"], attrs.get("crs", ""),
                       tuple(attrs.get("transform")))  # fmt: skip
+
+
+def export_stage2(
+    series: str | os.PathLike[str],
+    folder: str | os.PathLike[str],
+    names: str = "rsdtlib",
+    progress: bool = False,
+) -> int:
+    """Write a series as rsdtlib stage-2 TFRecords: ``{j}_{i}.tfrecords`` per tile.
+
+    One GZIP file per tile of the series' layout (tiles with their deadzone), one record
+    per step, channels-last on disk as rsdtlib writes them; each file is written
+    atomically and an existing one is kept (resume). Returns the number of tiles written.
+    """
+    from tqdm.auto import tqdm
+
+    from eochange.io.tfrecord import write_stage2
+
+    data = open_series(series)
+    layout = series_layout(series)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for j, i in tqdm(list(layout), desc="stage-2 TFRecords", disable=not progress):
+        path = folder / f"{layout.tile_name(j, i)}.tfrecords"
+        if path.exists():
+            continue
+        row, col, h, w = layout.window(j, i)
+        window = (slice(None), slice(None), slice(row, row + h), slice(col, col + w))
+        write_stage2(path, data.times, data.sar_ascending[window], data.sar_descending[window],
+                     data.optical[window], names=names)  # fmt: skip
+        written += 1
+    return written
