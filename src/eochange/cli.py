@@ -504,9 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_cmd_report)
     _add_map_parser(commands)
     _add_export_parser(commands)
-    from eochange.preprocess.command import add_stack_parser
+    from eochange.preprocess.command import add_stack_parser, add_window_parser
 
     add_stack_parser(commands)
+    add_window_parser(commands)
     for name, text in LIGHTNING_COMMANDS.items():
         # Parsed by LightningCLI (see eochange.training_cli); listed here for --help.
         commands.add_parser(name, help=f"{text}: eochange {name} --config FILE [--help]")

@@ -78,3 +78,58 @@ def run_stack(args: argparse.Namespace) -> int:
         written = export_stage2(args.out, args.tfrecords, progress=not args.quiet)
         print(f"{args.tfrecords}: {written} stage-2 TFRecord files")
     return 0
+
+
+def add_window_parser(commands: Any) -> None:
+    """Register ``eochange window`` on the CLI's subcommands."""
+    window = commands.add_parser(
+        "window",
+        help="windows (and synthetic labels) of every tile of a series, as TFRecords",
+        description="Cut a series from `eochange stack` into windows of delta days (training "
+        "triplets with ERCNN-DRS's synthetic labels, or inference windows) and write one "
+        "rsdtlib stage-3 TFRecord file per tile, windows.csv and betas.npy; Dask over tiles, "
+        "resumable. Era presets give every parameter; each can be overridden.",
+    )
+    window.add_argument("series", help="a series written by `eochange stack`")
+    window.add_argument("--out", required=True, help="folder for the tile files")
+    window.add_argument("--mode", choices=("training", "inference"), default="training")
+    window.add_argument("--delta-days", type=float, default=None, help="window length")
+    window.add_argument("--stride", type=int, default=None, help="steps between windows")
+    window.add_argument("--min-steps", type=int, default=None, help="fewest steps (omega)")
+    window.add_argument("--max-steps", type=int, default=None, help="most steps (Omega)")
+    window.add_argument("--shift", type=float, default=None, help="ENDISI shift A (0.25)")
+    window.add_argument("--beta-source", choices=("upstream", "previous"), default=None)
+    window.add_argument("--no-quirks", action="store_true",
+                        help="corrected omnibus initialisation and reset")  # fmt: skip
+    window.add_argument("--tiles", default=None, help="all, upstream_train, upstream_val, "
+                        "blocked_train, blocked_val or blocked_test")  # fmt: skip
+    window.add_argument("--scheduler", default=None, help="Dask scheduler (default: local)")
+    window.add_argument("--quiet", action="store_true", help="no progress bars")
+    window.set_defaults(func=run_window)
+
+
+def run_window(args: argparse.Namespace) -> int:
+    """Run ``eochange window``."""
+    from eochange.preprocess.labelling import WindowSettings, write_windows
+    from eochange.preprocess.series import open_series
+
+    era = open_series(args.series).era
+    settings = WindowSettings.for_era(
+        era,
+        args.mode,
+        delta_days=args.delta_days,
+        stride=args.stride,
+        min_steps=args.min_steps,
+        max_steps=args.max_steps,
+        shift=args.shift,
+        beta_source=args.beta_source,
+        quirks=False if args.no_quirks else None,
+        tiles=args.tiles,
+    )
+    report = write_windows(args.series, args.out, settings, args.scheduler, not args.quiet)
+    print(f"{args.out}: {report.windows} windows per tile; tiles written "
+          f"{report.tiles_written}, already done {report.tiles_skipped}, failed "
+          f"{len(report.failed)}")  # fmt: skip
+    for where, error in report.failed.items():
+        print(f"  failed {where}: {error}")
+    return 1 if report.failed else 0
