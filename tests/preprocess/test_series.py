@@ -121,3 +121,21 @@ def test_stack_command_and_stage2_export(observations, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*args[:-2], "--era", "nope"])
     assert exit_info.value.code == 2
+
+
+def test_stage2_tfrecords_import_into_a_series(observations, tmp_path, capsys):
+    from eochange.cli import main
+    from eochange.preprocess.series import export_stage2
+
+    root, _ = observations
+    write_series(*_streams(root), tmp_path / "s.zarr", _settings(), scheduler="synchronous")
+    export_stage2(tmp_path / "s.zarr", tmp_path / "tf")
+    (tmp_path / "tf" / "1_1.tfrecords").rename(tmp_path / "tf" / "Liege_1_1.tfrecords")
+    assert main(["stack", "--from-tfrecords", str(tmp_path / "tf"), "--out",
+                 str(tmp_path / "back.zarr"), "--quiet"]) == 0  # fmt: skip
+    assert "tiles imported 4" in capsys.readouterr().out
+    a, b = open_series(tmp_path / "s.zarr"), open_series(tmp_path / "back.zarr")
+    np.testing.assert_array_equal(a.times, b.times)
+    np.testing.assert_array_equal(a.sar_descending[:], b.sar_descending[:])
+    assert main(["stack", "--out", str(tmp_path / "x.zarr")]) == 2
+    assert "--sar-ascending" in capsys.readouterr().err

@@ -20,9 +20,11 @@ def add_stack_parser(commands: Any) -> None:
         "block into a Zarr series through Dask, resumable. Era presets give every "
         "parameter; each can be overridden.",
     )
-    stack.add_argument("--sar-ascending", required=True, help="SAR ascending stream folder")
-    stack.add_argument("--sar-descending", required=True, help="SAR descending stream folder")
-    stack.add_argument("--optical", required=True, help="optical stream folder")
+    stack.add_argument("--sar-ascending", help="SAR ascending stream folder")
+    stack.add_argument("--sar-descending", help="SAR descending stream folder")
+    stack.add_argument("--optical", help="optical stream folder")
+    stack.add_argument("--from-tfrecords", default=None, metavar="DIR",
+                       help="instead: import rsdtlib stage-2 TFRecords (one per tile)")  # fmt: skip
     stack.add_argument("--out", required=True, help="series to write, e.g. SERIES.zarr")
     stack.add_argument("--era", default="s1s2", choices=sorted(ERAS), help="preset (s1s2)")
     stack.add_argument("--start", default=None, help="first bin start (default: the era's)")
@@ -51,8 +53,28 @@ def add_stack_parser(commands: Any) -> None:
 
 def run_stack(args: argparse.Namespace) -> int:
     """Run ``eochange stack``."""
-    from eochange.preprocess.series import SeriesSettings, export_stage2, write_series
+    from eochange.errors import ConfigError
+    from eochange.preprocess.series import (
+        SeriesSettings,
+        export_stage2,
+        import_stage2,
+        write_series,
+    )
 
+    streams = (args.sar_ascending, args.sar_descending, args.optical)
+    if args.from_tfrecords:
+        if any(streams):
+            raise ConfigError("--from-tfrecords replaces the three stream folders")
+        report = import_stage2(args.from_tfrecords, args.out, args.deadzone or 0,
+                               progress=not args.quiet)  # fmt: skip
+        print(f"{report.path}: {report.steps} steps; tiles imported {report.blocks_written}, "
+              f"already done {report.blocks_skipped}")  # fmt: skip
+        return 0
+    if not all(streams):
+        raise ConfigError(
+            "eochange stack: give --sar-ascending, --sar-descending and --optical "
+            "(or --from-tfrecords)"
+        )
     era = get_era(args.era)
     settings = SeriesSettings.for_era(
         era,

@@ -339,3 +339,69 @@ def export_stage2(
                      data.optical[window], names=names)  # fmt: skip
         written += 1
     return written
+
+
+def import_stage2(
+    folder: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    deadzone: int = 0,
+    progress: bool = False,
+) -> SeriesReport:
+    """Assemble rsdtlib stage-2 TFRecords into a Zarr series.
+
+    Tile files are ``{j}_{i}.tfrecords`` (rsdtlib) or ``{site}_{j}_{i}.tfrecords`` (the
+    original scripts); the series then goes through ``eochange window`` like a stacked one.
+
+    Every tile must hold the same timestamps; the era follows from the band counts
+    (2 + 13: S1/S2, 1 + 7: ERS/LS5); tile side from the records; the tiles' deadzone (not
+    recorded in the files) from ``deadzone``. Stage-2 files carry no georeference: the
+    series gets an empty CRS and pixel coordinates.
+
+    Raises:
+        DataError: No tile file, names without tile indexes, or tiles that disagree.
+    """
+    from tqdm.auto import tqdm
+
+    from eochange.io.tfrecord import read_stage2
+
+    folder, out = Path(folder), Path(out)
+    files = {}
+    for path in sorted(folder.glob("*.tfrecords")):
+        parts = path.stem.split("_")
+        if len(parts) < 2 or not (parts[-2].isdigit() and parts[-1].isdigit()):
+            raise DataError(f"{path}: expected a tile file named <j>_<i>.tfrecords")
+        files[(int(parts[-2]), int(parts[-1]))] = path
+    if not files:
+        raise DataError(f"{folder}: no stage-2 .tfrecords tile files")
+    first = read_stage2(next(iter(files.values())))
+    sar, optical = first.sar_ascending.shape[1], first.optical.shape[1]
+    tile = first.optical.shape[-1]
+    era = {(2, 13): "s1s2", (1, 7): "ers_ls5"}.get((sar, optical))
+    if era is None:
+        raise DataError(f"{folder}: {sar} SAR and {optical} optical bands match no era")
+    stride = tile - 2 * deadzone
+    ny, nx = (max(k[axis] for k in files) + 1 for axis in (0, 1))
+    layout = TileLayout((ny - 1) * stride + tile, (nx - 1) * stride + tile, tile, deadzone)
+    if layout.shape != (ny, nx):
+        raise DataError(f"{folder}: tile indexes up to {ny - 1}_{nx - 1} do not fit a layout")
+    settings = SeriesSettings.for_era(get_era(era), tile=tile, deadzone=deadzone,
+                                      block=tile, start="", end="")  # fmt: skip
+    bands = {"sar_ascending": sar, "sar_descending": sar, "optical": optical}
+    root = _open_or_create(out, settings, (str(folder),) * 3, first.timestamps, bands, layout,
+                           get_era(era))  # fmt: skip
+    report = SeriesReport(out, len(first.timestamps))
+    for (j, i), path in tqdm(sorted(files.items()), desc="import tiles", disable=not progress):
+        marker = out / "done" / f"{j}_{i}"
+        if marker.exists():
+            report.blocks_skipped += 1
+            continue
+        data = read_stage2(path)
+        if not np.array_equal(data.timestamps, first.timestamps):
+            raise DataError(f"{path}: other timestamps than {next(iter(files.values())).name}")
+        row, col, h, w = layout.window(j, i)
+        for name in STREAMS:
+            root[name][:, :, row : row + h, col : col + w] = getattr(data, name)
+        marker.touch()
+        report.blocks_written += 1
+    root.attrs["complete"] = True
+    return report
