@@ -174,3 +174,16 @@ def test_tile_selection():
     splits = {t: blocked_split(*t, block=4) for t in tiles}
     for (j, i), split in splits.items():  # whole blocks go to one split
         assert split == splits[(j // 4 * 4, i // 4 * 4)]
+
+
+def test_nan_on_valid_pixels_is_an_error_naming_the_source():
+    frames = [np.array([[[np.nan, 1.0], [1.0, 1.0]]], np.float32)]
+    stream = _Stream(frames, [np.ones((2, 2), bool)])
+    empty = _Stream([], [])
+    plan = plan_steps({"sar_ascending": stream.times, "sar_descending": [], "optical": []},
+                      T0, T0 + timedelta(days=1), timedelta(days=1))  # fmt: skip
+    with pytest.raises(DataError, match="NaN or infinite"):
+        assemble({"sar_ascending": stream, "sar_descending": empty, "optical": empty}, plan)
+    stream.masks = [np.array([[0, 1], [1, 1]], bool)]  # masked out: fine
+    out = assemble({"sar_ascending": stream, "sar_descending": empty, "optical": empty}, plan)
+    assert out["sar_ascending"][0, 0, 0, 0] == 0

@@ -153,6 +153,7 @@ def assemble(
             while applied < needed:
                 observation = stream.read(plan.kept[name][applied], window)
                 data, mask = observation.data, observation.mask
+                _check_finite(data, mask, getattr(observation, "path", name))
                 if state is None:
                     state = np.zeros(data.shape, np.float32)
                 np.copyto(state, data, where=mask[None].astype(bool))
@@ -170,6 +171,16 @@ def assemble(
             row, col, h, w = window or (0, 0, block.shape[-2], block.shape[-1])
             out[name][:, :, row : row + h, col : col + w] = block
     return result
+
+
+def _check_finite(data: np.ndarray, mask: np.ndarray, where: Any) -> None:
+    """NaN or infinite values on valid pixels would spread through the forward fill."""
+    valid = np.asarray(mask, bool)
+    if not np.isfinite(np.asarray(data)[:, valid]).all():
+        raise DataError(
+            f"{where}: NaN or infinite values on pixels its mask marks valid; mark them "
+            "invalid in the mask (or fix the data)"
+        )
 
 
 def _zeros_like_stream(stream: ObservationStream, window: Window | None) -> np.ndarray:
