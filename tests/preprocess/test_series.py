@@ -144,7 +144,7 @@ def test_stage2_tfrecords_import_into_a_series(observations, tmp_path, capsys):
 def test_streams_on_different_grids_are_refused(observations, tmp_path):
     root, _ = observations
     other = tmp_path / "other"
-    make_s1s2(other, size=32, days=30, start="2018-01-01", seed=1, layout="eopatch")
+    make_s1s2(other, size=32, days=60, start="2018-01-01", seed=1, layout="eopatch")
     asc, dsc, opt = _streams(root)
     with pytest.raises(DataError, match="grid"):
         stack(asc, dsc, other / "S2", start="2018-01-01", end="2018-02-01")
