@@ -586,21 +586,24 @@ def list_observations(stream_root: PathLike, *, strict: bool = True) -> list[tup
         if entry.name.startswith(".") or entry.name == FAIL_FOLDER or not entry.is_dir():
             continue
         moment = parse_time(entry.name)
-        if moment is None:
-            message = (
-                f"{entry}: folder name must be the acquisition time YYYYmmddTHHMMSS "
-                "(e.g. 20170103T172531)"
-            )
-            if strict:
-                raise DataError(message)
-            warnings.warn(f"skipped {message}", stacklevel=2)
-            continue
-        found.append((moment, entry))
+        if _named_by_time(moment, f"{entry}: folder name must be the acquisition time "
+                          "YYYYmmddTHHMMSS (e.g. 20170103T172531)", strict):  # fmt: skip
+            found.append((moment, entry))
     found.sort(key=lambda pair: pair[0])
     return found
 
 
 # --- GeoTIFF observations ---------------------------------------------------------------
+
+
+def _named_by_time(moment: datetime | None, message: str, strict: bool) -> bool:
+    """Whether an entry's name parsed as a time; if not, raise (strict) or warn."""
+    if moment is not None:
+        return True
+    if strict:
+        raise DataError(message)
+    warnings.warn(f"skipped {message}", stacklevel=3)
+    return False
 
 
 def mask_path_of(path: PathLike) -> Path:
@@ -639,16 +642,10 @@ def list_geotiff_observations(
         if stem.endswith(MASK_SUFFIX) and parse_time(stem[: -len(MASK_SUFFIX)]) is not None:
             continue
         moment = parse_time(stem)
-        if moment is None:
-            message = (
-                f"{entry}: GeoTIFF name must be the acquisition time YYYYmmddTHHMMSS.tif "
-                "(or YYYYmmddTHHMMSS_mask.tif for its mask)"
-            )
-            if strict:
-                raise DataError(message)
-            warnings.warn(f"skipped {message}", stacklevel=2)
-            continue
-        found.append((moment, entry))
+        if _named_by_time(moment, f"{entry}: GeoTIFF name must be the acquisition time "
+                          "YYYYmmddTHHMMSS.tif (or YYYYmmddTHHMMSS_mask.tif for its mask)",
+                          strict):  # fmt: skip
+            found.append((moment, entry))
     found.sort(key=lambda pair: pair[0])
     return found
 
