@@ -39,7 +39,7 @@ def add_stack_parser(commands: Any) -> None:
         default="drop",
         help="edge remainder: dropped (rsdtlib) or covered by a flush tile",
     )
-    stack.add_argument("--block", type=int, default=256, help="pixels per task side (256)")
+    stack.add_argument("--block", type=int, default=128, help="pixels per task side (128)")
     stack.add_argument("--keep-empty", action="store_true",
                        help="keep fully masked observations (they define steps)")  # fmt: skip
     stack.add_argument("--crop", action="store_true",

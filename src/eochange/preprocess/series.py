@@ -13,7 +13,8 @@ Layout of ``SERIES.zarr`` (Zarr v3)::
 The area is cut into square blocks (``block`` pixels, a multiple of the chunk side) that
 are assembled independently (:func:`~eochange.preprocess.stacking.assemble` reads each
 observation once per block): one Dask task each, writing whole chunks, so tasks never
-touch the same chunk. Memory is a block's series (N x C x block²), never the area's. A
+touch the same chunk. Memory is a block's state and one time chunk of its steps, never the
+area's nor the whole series'. A
 re-run with the same parameters skips the blocks that have a marker; one with different
 parameters is refused (delete the series or choose another output). The series is
 ``complete`` once every block is in.
@@ -78,7 +79,7 @@ class SeriesSettings:
     remainder: str = "drop"
     drop_empty: bool = True
     crop: bool = False
-    block: int = 256
+    block: int = 128
     time_chunk: int = 64
 
     @classmethod

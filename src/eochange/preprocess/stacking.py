@@ -134,7 +134,10 @@ def assemble(
 ) -> dict[str, Any]:
     """The assembled steps of every stream over a window: ``(N, C, h, w)`` each.
 
-    Each kept observation is read once; the state starts from zeros.
+    Each kept observation is read once; the state starts from zeros. With ``out``, steps
+    are written as they are produced, one time chunk of ``out``'s arrays at a time, so
+    memory is the state plus one chunk of steps of the window, whatever the number of
+    steps.
 
     Args:
         streams: The three streams.
@@ -143,34 +146,41 @@ def assemble(
         out: Arrays to write into (e.g. Zarr arrays of the whole area, written at the
             window); default: new numpy arrays of the window.
     """
-    result = {} if out is None else out
+    result: dict[str, Any] = {} if out is None else out
+    steps = len(plan.times)
     for name in STREAMS:
         stream, seen = streams[name], plan.seen[name]
-        state = None
-        applied = 0
-        block = None
+        shape = _zeros_like_stream(stream, window).shape
+        state = np.zeros(shape, np.float32)
+        if out is None:
+            result[name] = np.empty((steps, *shape), np.float32)
+            flush = max(steps, 1)
+        else:
+            flush = out[name].chunks[0] if hasattr(out[name], "chunks") else max(steps, 1)
+        buffer = np.empty((min(flush, max(steps, 1)), *shape), np.float32)
+        applied, first = 0, 0
         for s, needed in enumerate(seen):
             while applied < needed:
                 observation = stream.read(plan.kept[name][applied], window)
-                data, mask = observation.data, observation.mask
-                _check_finite(data, mask, getattr(observation, "path", name))
-                if state is None:
-                    state = np.zeros(data.shape, np.float32)
-                np.copyto(state, data, where=mask[None].astype(bool))
+                mask = np.asarray(observation.mask, bool)
+                _check_finite(observation.data, mask, getattr(observation, "path", name))
+                np.copyto(state, observation.data, where=mask[None])
                 applied += 1
-            if state is None:
-                state = _zeros_like_stream(stream, window)
-            if block is None:
-                block = np.empty((len(seen), *state.shape), np.float32)
-            block[s] = state
-        if block is None:  # no step at all
-            block = np.empty((0, *_zeros_like_stream(stream, window).shape), np.float32)
-        if out is None:
-            result[name] = block
-        else:
-            row, col, h, w = window or (0, 0, block.shape[-2], block.shape[-1])
-            out[name][:, :, row : row + h, col : col + w] = block
+            buffer[s - first] = state
+            if s - first + 1 == len(buffer) or s == steps - 1:
+                _write_steps(result[name], buffer[: s - first + 1], first, window)
+                first = s + 1
     return result
+
+
+def _write_steps(target: Any, steps: np.ndarray, first: int, window: Window | None) -> None:
+    """Write steps ``first...`` of a window into an area-sized (or window-sized) array."""
+    last = first + len(steps)
+    if window is None or target.shape[-2:] == steps.shape[-2:]:
+        target[first:last] = steps
+        return
+    row, col, h, w = window
+    target[first:last, :, row : row + h, col : col + w] = steps
 
 
 def _check_finite(data: np.ndarray, mask: np.ndarray, where: Any) -> None:
