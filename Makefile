@@ -39,6 +39,7 @@ bench: $(VENV)/.installed-test
 	$(VENV)/bin/python benchmarks/training.py
 	$(VENV)/bin/python benchmarks/mapping.py
 	$(VENV)/bin/python benchmarks/sen12ms.py
+	$(VENV)/bin/python benchmarks/preprocessing.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info src/*.egg-info
