@@ -91,6 +91,12 @@ def test_window_command(series, tmp_path, capsys):
 
     args = ["window", str(series), "--out", str(tmp_path), "--mode", "inference",
             "--delta-days", "40", "--min-steps", "8", "--max-steps", "25",
-            "--scheduler", "synchronous", "--quiet"]  # fmt: skip
+            "--scheduler", "synchronous", "--quiet", "--compression", "none"]  # fmt: skip
     assert main(args) == 0
     assert "tiles written 4" in capsys.readouterr().out
+    assert (tmp_path / "0_0.tfrecords").read_bytes()[:2] != b"\x1f\x8b"  # not GZIP
+    gzipped = tmp_path / "gz"
+    assert main([*args[:3], str(gzipped), *args[4:-2]]) == 0
+    assert (gzipped / "0_0.tfrecords").read_bytes()[:2] == b"\x1f\x8b"
+    features = [f for f, _ in read_stage3(tmp_path / "0_0.tfrecords")]
+    np.testing.assert_array_equal(features[0], next(read_stage3(gzipped / "0_0.tfrecords"))[0])

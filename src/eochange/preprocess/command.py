@@ -125,6 +125,8 @@ def add_window_parser(commands: Any) -> None:
                         help="corrected omnibus initialisation and reset")  # fmt: skip
     window.add_argument("--tiles", default=None, help="all, upstream_train, upstream_val, "
                         "blocked_train, blocked_val or blocked_test")  # fmt: skip
+    window.add_argument("--compression", choices=("gzip", "none"), default=None,
+                        help="GZIP tile files as rsdtlib's (default) or none")  # fmt: skip
     window.add_argument("--scheduler", default=None, help="Dask scheduler (default: local)")
     window.add_argument("--quiet", action="store_true", help="no progress bars")
     window.set_defaults(func=run_window)
@@ -147,6 +149,7 @@ def run_window(args: argparse.Namespace) -> int:
         beta_source=args.beta_source,
         quirks=False if args.no_quirks else None,
         tiles=args.tiles,
+        compression=args.compression,
     )
     report = write_windows(args.series, args.out, settings, args.scheduler, not args.quiet)
     print(f"{args.out}: {report.windows} windows per tile; tiles written "

@@ -66,6 +66,9 @@ class WindowSettings:
         tiles: Which tiles get files: ``all``, ``upstream_train``, ``upstream_val`` or
             ``blocked_{train,val,test}`` (8 x 8-tile blocks, seeded).
         seed: Seed of the blocked split.
+        compression: ``gzip`` (rsdtlib's files) or ``none`` (uncompressed TFRecords, read
+            by TensorFlow with ``compression_type=""``; most of the windowing time is GZIP
+            compression, see docs/benchmarks.md).
     """
 
     mode: str = "training"
@@ -79,6 +82,7 @@ class WindowSettings:
     ratio_inf: str = "float_max"
     tiles: str = "all"
     seed: int = 0
+    compression: str = "gzip"
 
     @classmethod
     def for_era(cls, era: Era, mode: str = "training", **overrides: Any) -> WindowSettings:
@@ -103,6 +107,7 @@ class WindowSettings:
             ("tiles", self.tiles, TILE_SELECTIONS),
             ("beta_source", self.beta_source, ("upstream", "previous")),
             ("ratio_inf", self.ratio_inf, ("float_max", "zero")),
+            ("compression", self.compression, ("gzip", "none")),
         )
         for name, value, choices in checks:
             if value not in choices:
@@ -305,7 +310,8 @@ def _write_tile(task: _TileTask) -> None:
             records.append((window_tensor(asc, dsc, optical, triplet.current),
                             label.astype(np.float32)))  # fmt: skip
     layout = series_layout(task.series)
-    write_stage3(Path(task.out) / f"{layout.tile_name(*task.tile)}.tfrecords", records)
+    write_stage3(Path(task.out) / f"{layout.tile_name(*task.tile)}.tfrecords", records,
+                 compression=settings.compression)  # fmt: skip
 
 
 def _change_frequencies(
