@@ -537,6 +537,23 @@ def _read_eopatch_pixels(
     data_path = _feature_path(folder, "data", data_feature)
     raw = _load_npy(data_path, mmap=True)[0, rows, cols, :]
     data = np.ascontiguousarray(np.moveaxis(raw, -1, 0), dtype=np.float32)
+    mask = _read_eopatch_mask(info, mask_feature, qa_invalid_bits=qa_invalid_bits,
+                              cloud_mask=cloud_mask, window=window)  # fmt: skip
+    transform = grid.transform @ Affine.translation(cols.start, rows.start)
+    return Observation(info.time, data, mask, grid.crs, grid.bounds, transform, folder)
+
+
+def _read_eopatch_mask(
+    info: ObservationInfo,
+    mask_feature: str,
+    *,
+    qa_invalid_bits: int,
+    cloud_mask: str | None,
+    window: Window | None,
+) -> np.ndarray:
+    """The validity mask ``(h, w)`` bool of an EOPatch observation (CLM merged)."""
+    folder, grid = info.path, info.grid
+    rows, cols = _window_slices(window, grid.height, grid.width)
     mask_path = _feature_path(folder, "mask", mask_feature)
     raw_mask = _load_npy(mask_path, mmap=True)[0, rows, cols, 0]
     mask = _decode_mask(mask_path, raw_mask, qa_invalid_bits)
@@ -551,8 +568,7 @@ def _read_eopatch_pixels(
                     f"{grid.height}x{grid.width}"
                 )
             mask = merge_cloud_mask(mask, _load_npy(clm_path, mmap=True)[0, rows, cols, 0])
-    transform = grid.transform @ Affine.translation(cols.start, rows.start)
-    return Observation(info.time, data, mask, grid.crs, grid.bounds, transform, folder)
+    return mask
 
 
 def _observation_root(stream_root: Path) -> Path:
@@ -731,6 +747,16 @@ def _read_geotiff_pixels(info: ObservationInfo, window: Window | None) -> Observ
     rows, cols = _window_slices(window, grid.height, grid.width)
     win = (rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start)
     data = read_raster(info.path, window=win, what="observation").astype(np.float32, copy=False)
+    transform = grid.transform @ Affine.translation(cols.start, rows.start)
+    mask = _read_geotiff_mask(info, window)
+    return Observation(info.time, data, mask, grid.crs, grid.bounds, transform, info.path)
+
+
+def _read_geotiff_mask(info: ObservationInfo, window: Window | None) -> np.ndarray:
+    """The validity mask ``(h, w)`` bool of a GeoTIFF observation (``_mask.tif``)."""
+    grid = info.grid
+    rows, cols = _window_slices(window, grid.height, grid.width)
+    win = (rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start)
     mask_file = mask_path_of(info.path)
     raw = read_raster(mask_file, window=win, what="validity mask")[0]
     if not (np.issubdtype(raw.dtype, np.integer) or raw.dtype == np.bool_):
@@ -741,10 +767,7 @@ def _read_geotiff_pixels(info: ObservationInfo, window: Window | None) -> Observ
             f"{mask_file}: validity mask must hold 0 (invalid) and 1 (valid) only, found "
             f"the value {bad}"
         )
-    transform = grid.transform @ Affine.translation(cols.start, rows.start)
-    return Observation(
-        info.time, data, raw.astype(bool), grid.crs, grid.bounds, transform, info.path
-    )
+    return raw.astype(bool)
 
 
 # --- streams ----------------------------------------------------------------------------
@@ -860,6 +883,16 @@ class Stream:
             cloud_mask=self._cloud_mask,
             window=window,
         )
+
+    def read_mask(self, index: int, window: Window | None = None) -> np.ndarray:
+        """Only the validity mask ``(h, w)`` of observation ``index`` (no band is read)."""
+        info = self.info(index)
+        if not info.grid.same_as(self.grid):
+            raise _grid_mismatch(info, self.grid)
+        if self.layout == "geotiff":
+            return _read_geotiff_mask(info, window)
+        return _read_eopatch_mask(info, self.mask_feature, qa_invalid_bits=self.qa_invalid_bits,
+                                  cloud_mask=self._cloud_mask, window=window)  # fmt: skip
 
     @property
     def _cloud_mask(self) -> str | None:

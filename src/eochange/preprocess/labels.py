@@ -139,6 +139,20 @@ def _swir_ratio(swir1: np.ndarray, swir2: np.ndarray, ratio_inf: RatioInf) -> np
     return ratio
 
 
+def _endisi_inputs(
+    optical_mean: np.ndarray,
+    bands: Era | str | OpticalBands | tuple[int, int, int, int],
+    ratio_inf: RatioInf,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Blue, SWIR1, MNDWI and SWIR1/SWIR2 of a period-mean image ``(C, H, W)``, float32."""
+    idx = _bands(bands)
+    opt = np.asarray(optical_mean, dtype=np.float32)
+    if opt.ndim != 3:
+        raise ConfigError(f"optical_mean: expected (C, H, W), got shape {opt.shape}")
+    blue, green, swir1, swir2 = (opt[i] for i in idx)
+    return blue, swir1, normalized_difference(green, swir1), _swir_ratio(swir1, swir2, ratio_inf)
+
+
 def endisi(
     optical_mean: np.ndarray,
     beta: float,
@@ -177,13 +191,7 @@ def endisi(
     """
     if shift is None:
         shift = _era(bands).shift if isinstance(bands, Era | str) else 0.25
-    idx = _bands(bands)
-    opt = np.asarray(optical_mean, dtype=np.float32)
-    if opt.ndim != 3:
-        raise ConfigError(f"optical_mean: expected (C, H, W), got shape {opt.shape}")
-    blue, green, swir1, swir2 = (opt[i] for i in idx)
-    mndwi = normalized_difference(green, swir1)
-    ratio = _swir_ratio(swir1, swir2, ratio_inf)
+    blue, swir1, mndwi, ratio = _endisi_inputs(optical_mean, bands, ratio_inf)
     with np.errstate(over="ignore", invalid="ignore"):
         e = normalized_difference(blue, np.float32(beta) * (ratio + mndwi * mndwi))
     shifted = e + np.float32(shift)
@@ -231,13 +239,7 @@ def beta_terms(
     Returns:
         ``(m1, m2, m3)``: float32 means of blue, SWIR1/SWIR2 and MNDWI**2 over the tile.
     """
-    idx = _bands(bands)
-    opt = np.asarray(optical_mean, dtype=np.float32)
-    if opt.ndim != 3:
-        raise ConfigError(f"optical_mean: expected (C, H, W), got shape {opt.shape}")
-    blue, green, swir1, swir2 = (opt[i] for i in idx)
-    mndwi = normalized_difference(green, swir1)
-    ratio = _swir_ratio(swir1, swir2, ratio_inf)
+    blue, _, mndwi, ratio = _endisi_inputs(optical_mean, bands, ratio_inf)
     with np.errstate(over="ignore"):
         return (
             np.float32(blue.mean(dtype=np.float32)),

@@ -51,6 +51,9 @@ class ObservationStream(Protocol):
     def read(self, index: int, window: Window | None = None) -> Any:
         """Observation ``index`` (at ``window``): ``data`` ``(C, h, w)``, ``mask`` ``(h, w)``."""
 
+    def read_mask(self, index: int) -> np.ndarray:
+        """Only the validity mask ``(H, W)`` of observation ``index``."""
+
 
 @dataclass(frozen=True)
 class StepPlan:
@@ -265,10 +268,13 @@ def open_streams(
 
 
 def drop_empty_observations(streams: dict[str, ObservationStream]) -> dict[str, list[int]]:
-    """Per stream, the indexes of observations with at least one valid pixel."""
+    """Per stream, the indexes of observations with at least one valid pixel.
+
+    Only the masks are read.
+    """
     kept = {}
     for name, stream in streams.items():
-        kept[name] = [i for i in range(len(stream.times)) if np.any(stream.read(i).mask)]
+        kept[name] = [i for i in range(len(stream.times)) if np.any(stream.read_mask(i))]
     return kept
 
 

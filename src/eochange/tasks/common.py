@@ -123,8 +123,11 @@ class SingleDateTask(EOChangeTask):
     model: torch.nn.Module
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, C, H, W)`` or ``(B, C, H, W)`` images -> the model's output."""
-        return self.model(image[:, 0] if image.dim() == 5 else image)
+        """``(B, 1, C, H, W)`` or ``(B, C, H, W)`` images -> the model's output.
+
+        The single-date models take both shapes.
+        """
+        return self.model(image)
 
     def loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """The training loss of a batch."""
@@ -223,11 +226,6 @@ def restore_rng_states(states: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), position, has_gauss, gauss))
     version, state, python_gauss = states["python"]
     random.setstate((version, tuple(state), python_gauss))
-
-
-def finite(value: Any) -> Any:
-    """NaN as None, for JSON."""
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def gather_objects(local: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from eochange.models.init import initialise
 from eochange.report.colour import true_colour
 from eochange.sample import IGNORE_INDEX
 from eochange.tasks import common
-from eochange.tasks.common import EOChangeTask, finite, gather_objects, log_train_loss
+from eochange.tasks.common import EOChangeTask, gather_objects, log_train_loss
 
 TASK_NAME = "temporal_segmentation"
 """Value of ``checkpoint["eochange"]["task"]`` for checkpoints of this task."""
@@ -233,15 +233,12 @@ class TemporalSegmentationTask(EOChangeTask):
         record = {
             "stage": stage,
             "epoch": self.record_epoch(),
-            **{key: finite(float(result[key])) for key in ("scs", "bc", "sc", "miou")},
+            **{key: float(result[key]) for key in ("scs", "bc", "sc", "miou")},
             "iou": [float(v) for v in result["iou"].tolist()],
             "classes": list(self.data_info.get("classes") or [f"class{i}" for i in range(k)]),
             "short_names": list(self.data_info.get("short_names") or [f"c{i}" for i in range(k)]),
             "palette": self.data_info.get("palette"),
-            "per_cube": {
-                cube: {key: finite(value) if key != "iou" else value for key, value in s.items()}
-                for cube, s in sorted(per_cube.items())
-            },
+            "per_cube": dict(sorted(per_cube.items())),
             "miou_upstream": miou_upstream,
             "confusion": result["confusion"].tolist(),
             "change_confusion": result["change_confusion"].tolist(),
