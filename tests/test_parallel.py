@@ -5,7 +5,7 @@ import os
 import pytest
 
 from eochange.errors import ConfigError
-from eochange.parallel import map_tasks
+from eochange.parallel import dask_client, map_tasks
 
 
 def _square_or_fail(x):
@@ -24,6 +24,21 @@ def test_results_in_order_and_failures_in_place(scheduler):
     results = map_tasks(_square_or_fail, [1, 2, 3, 4], scheduler=scheduler, workers=2)
     assert results[:2] == [1, 4] and results[3] == 16
     assert isinstance(results[2], ValueError)
+
+
+def _worker_pid(_):
+    return os.getpid()
+
+
+def test_one_client_serves_several_fan_outs():
+    with dask_client("local", workers=1) as client:
+        first = map_tasks(_worker_pid, [0, 1], client=client)
+        second = map_tasks(_worker_pid, [0], client=client)
+    assert len(set(first + second)) == 1 and first[0] != os.getpid()  # the same worker
+    assert client.status == "closed"
+    with dask_client("synchronous") as none:
+        assert none is None
+        assert map_tasks(_worker_pid, [0], scheduler="synchronous", client=none) == [os.getpid()]
 
 
 def test_streaming_keeps_nothing():

@@ -55,6 +55,7 @@ def map_tasks(
     desc: str = "tasks",
     on_result: Callable[[int, R | BaseException], None] | None = None,
     compute_threads: int | None = None,
+    client: Any = None,
 ) -> list[R | BaseException | None]:
     """Run ``func`` on every item through Dask; return results or exceptions, in order.
 
@@ -79,6 +80,9 @@ def map_tasks(
             glibc's mmap threshold, so every large tensor is mapped and unmapped anew: a
             page fault per page, every time); with this set, the thread variables get
             this value and the malloc variable is left to glibc's default.
+        client: A Dask client from ``dask_client`` to run on (several fan-outs of one
+            job share its workers); ``scheduler``, ``workers`` and ``compute_threads``
+            are then not used.
 
     """
     check_scheduler(scheduler)
@@ -86,7 +90,7 @@ def map_tasks(
     if not items:
         return results
     bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="task")
-    if scheduler == "synchronous":
+    if client is None and scheduler == "synchronous":
         for i, item in enumerate(items):
             try:
                 outcome: Any = func(item)
@@ -97,11 +101,58 @@ def map_tasks(
         bar.close()
         return results
 
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
+
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(
+                dask_client(
+                    scheduler, workers=workers, compute_threads=compute_threads, tasks=len(items)
+                )  # fmt: skip
+            )
+        stack.callback(bar.close)
+        futures = client.map(func, items, pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        for future in as_completed(futures):
+            i = index[future.key]
+            try:
+                outcome = future.result()
+            except Exception as err:  # noqa: BLE001 - reported by the caller
+                outcome = err
+            future.release()
+            _deliver(results, i, outcome, on_result)
+            bar.update()
+    return results
+
+
+@contextlib.contextmanager
+def dask_client(
+    scheduler: str | None = None,
+    *,
+    workers: int | None = None,
+    compute_threads: int | None = None,
+    tasks: int | None = None,
+) -> Iterator[Any]:
+    """A Dask client for one job: a local cluster, or the scheduler at an address.
+
+    Yields None for ``"synchronous"`` (``map_tasks`` then runs in this process). The
+    local cluster is closed on exit.
+
+    Args:
+        scheduler: See the module docstring.
+        workers: Local worker processes (default: the CPU count).
+        compute_threads: See ``map_tasks``.
+        tasks: The most tasks any fan-out will have: no more workers are started.
+    """
+    check_scheduler(scheduler)
+    if scheduler == "synchronous":
+        yield None
+        return
+    from distributed import Client, LocalCluster
 
     cluster = None
     if scheduler is None or scheduler in ("local", "threads"):
-        n = max(1, min(workers or usable_cores(), len(items)))
+        n = max(1, min(workers or usable_cores(), tasks or usable_cores()))
         with _worker_environment(compute_threads):
             cluster = LocalCluster(
                 n_workers=n,
@@ -114,23 +165,11 @@ def map_tasks(
     else:
         client = Client(scheduler)
     try:
-        futures = client.map(func, items, pure=False)
-        index = {f.key: i for i, f in enumerate(futures)}
-        for future in as_completed(futures):
-            i = index[future.key]
-            try:
-                outcome = future.result()
-            except Exception as err:  # noqa: BLE001 - reported by the caller
-                outcome = err
-            future.release()
-            _deliver(results, i, outcome, on_result)
-            bar.update()
+        yield client
     finally:
-        bar.close()
         client.close()
         if cluster is not None:
             cluster.close()
-    return results
 
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")

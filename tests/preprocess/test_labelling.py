@@ -70,6 +70,13 @@ def test_training_tiles_labels_and_betas(series, tmp_path):
     # resume: nothing left to do
     again = write_windows(series, tmp_path, settings, scheduler="synchronous")
     assert (again.tiles_written, again.tiles_skipped) == (0, 4)
+    # the beta pass and the tiles on one Dask cluster: the same files
+    dask = write_windows(series, tmp_path / "dask", settings, scheduler="threads")
+    assert dask.tiles_written == 4 and not dask.failed
+    np.testing.assert_array_equal(np.load(tmp_path / "dask" / "betas.npy"), betas)
+    assert (tmp_path / "dask" / "1_0.tfrecords").read_bytes() == (
+        tmp_path / "1_0.tfrecords"
+    ).read_bytes()
 
 
 def test_inference_windows_and_tile_selection(series, tmp_path):

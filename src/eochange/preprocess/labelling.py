@@ -28,7 +28,7 @@ import numpy as np
 
 from eochange.errors import ConfigError, DataError
 from eochange.io.atomic import atomic_path
-from eochange.parallel import map_tasks
+from eochange.parallel import dask_client, map_tasks
 from eochange.preprocess import labels
 from eochange.preprocess.eras import Era
 from eochange.preprocess.series import open_series, series_layout
@@ -176,29 +176,31 @@ def write_windows(
     current = [w.current if isinstance(w, Triplet) else w for w in windows]
     _write_window_list(out / "windows.csv", data.times, current)
     layout = series_layout(series)
-    betas = None
-    if settings.mode == "training":
-        betas = _area_betas(str(series), layout, settings, tuple(windows), scheduler, progress)
-        with atomic_path(out / "betas.npy") as tmp, open(tmp, "wb") as handle:
-            np.save(handle, betas)
+    selected = [(j, i) for j, i in layout if select_tile(j, i, settings.tiles, settings.seed)]
     report = WindowReport(len(windows))
-    tasks = []
-    for j, i in layout:
-        if not select_tile(j, i, settings.tiles, settings.seed):
-            continue
-        if (out / f"{layout.tile_name(j, i)}.tfrecords").exists():
-            report.tiles_skipped += 1
-            continue
-        tasks.append(_TileTask(str(series), str(out), (j, i), settings, tuple(windows), betas))
+    # One cluster for both fan-outs (the area-wide beta pass and the tiles).
+    with dask_client(scheduler, tasks=len(list(layout))) as client:
+        betas = None
+        if settings.mode == "training":
+            betas = _area_betas(str(series), layout, settings, tuple(windows), scheduler, client,
+                                progress)  # fmt: skip
+            with atomic_path(out / "betas.npy") as tmp, open(tmp, "wb") as handle:
+                np.save(handle, betas)
+        tasks = []
+        for j, i in selected:
+            if (out / f"{layout.tile_name(j, i)}.tfrecords").exists():
+                report.tiles_skipped += 1
+                continue
+            tasks.append(_TileTask(str(series), str(out), (j, i), settings, tuple(windows), betas))
 
-    def on_result(index: int, result: Any) -> None:
-        if isinstance(result, BaseException):
-            report.failed[str(tasks[index].tile)] = f"{type(result).__name__}: {result}"
-        else:
-            report.tiles_written += 1
+        def on_result(index: int, result: Any) -> None:
+            if isinstance(result, BaseException):
+                report.failed[str(tasks[index].tile)] = f"{type(result).__name__}: {result}"
+            else:
+                report.tiles_written += 1
 
-    map_tasks(_write_tile, tasks, scheduler=scheduler, progress=progress, desc="window tiles",
-              on_result=on_result)  # fmt: skip
+        map_tasks(_write_tile, tasks, scheduler=scheduler, client=client, progress=progress,
+                  desc="window tiles", on_result=on_result)  # fmt: skip
     return report
 
 
@@ -268,12 +270,13 @@ def _area_betas(
     settings: WindowSettings,
     windows: tuple[Triplet, ...],
     scheduler: str | None,
+    client: Any,
     progress: bool,
 ) -> np.ndarray:
     """``(n_windows, 2)`` (β before, β after) over all tiles of the area."""
     tasks = [_TileTask(series, "", tile, settings, windows) for tile in layout]
-    results = map_tasks(_tile_terms, tasks, scheduler=scheduler, progress=progress,
-                        desc="area-wide beta")  # fmt: skip
+    results = map_tasks(_tile_terms, tasks, scheduler=scheduler, client=client,
+                        progress=progress, desc="area-wide beta")  # fmt: skip
     failed = [r for r in results if isinstance(r, BaseException)]
     if failed:
         raise failed[0]
