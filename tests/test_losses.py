@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from eochange.errors import ConfigError
-from eochange.losses import segmentation_cross_entropy
+from eochange.errors import ConfigError, DataError
+from eochange.losses import segmentation_cross_entropy, tanimoto_complement_loss
 
 
 def _logits() -> torch.Tensor:
@@ -62,3 +62,85 @@ def test_half_precision_logits_are_computed_in_float32(dtype):
     exact = segmentation_cross_entropy(logits.float(), torch.tensor([[[1, 0]]]))
     assert loss.item() == exact.item()
     assert loss.item() == pytest.approx(math.log(2) / 2, abs=1e-2)
+
+
+# ------------------------------------------------------------- Tanimoto with complement (ERCNN-DRS)
+
+
+def _framed(inner: list[list[float]], frame: float) -> torch.Tensor:
+    """A (1, 4, 4) map: ``inner`` (2 x 2) in the middle, ``frame`` on the 1-px border."""
+    out = torch.full((1, 4, 4), frame)
+    out[0, 1:3, 1:3] = torch.tensor(inner)
+    return out
+
+
+def test_tanimoto_perfect_prediction_is_almost_zero():
+    target = _framed([[1.0, 0.0], [0.0, 1.0]], 0.0)
+    # T = Tc = 2 / (2 + 1e-4): loss = 1 - 2 / 2.0001 = 5e-5
+    loss = tanimoto_complement_loss(target.clone(), target)
+    assert loss.item() == pytest.approx(1 - 2 / 2.0001, abs=1e-7)  # float32 near 1
+    assert loss.item() < 1e-4
+
+
+def test_tanimoto_hand_worked_4x4():
+    target = _framed([[1.0, 0.0], [0.0, 1.0]], 1.0)
+    pred = _framed([[0.5, 0.5], [0.0, 1.0]], 0.0)
+    # inner: sum(y p) = 1.5, sum(y^2 + p^2) = 2 + 1.5 -> T = 1.5 / (3.5 - 1.5 + 1e-4)
+    # complement: (1-y) = [[0,1],[1,0]], (1-p) = [[.5,.5],[1,0]] -> 1.5 / (2 + 1.5 - 1.5 + 1e-4)
+    expected = 1 - 1.5 / 2.0001
+    assert tanimoto_complement_loss(pred, target).item() == pytest.approx(expected, rel=1e-6)
+    # border=0 also counts the frame (y = 1, p = 0 on 12 pixels):
+    # T = 1.5 / (14 + 1.5 - 1.5 + 1e-4); Tc = 1.5 / (2 + 13.5 - 1.5 + 1e-4)
+    whole = 1 - (1.5 / 14.0001 + 1.5 / 14.0001) / 2
+    assert tanimoto_complement_loss(pred, target, border=0).item() == pytest.approx(whole, rel=1e-6)
+
+
+def test_tanimoto_border_pixels_are_ignored():
+    generator = torch.Generator().manual_seed(0)
+    pred = torch.rand(2, 6, 6, generator=generator)
+    target = torch.rand(2, 6, 6, generator=generator)
+    changed = pred.clone()
+    changed[:, 0], changed[:, -1], changed[:, :, 0], changed[:, :, -1] = 1.0, 0.0, 0.3, 0.9
+    for reduction in ("batch", "sample"):
+        before = tanimoto_complement_loss(pred, target, reduction)
+        assert tanimoto_complement_loss(changed, target, reduction).item() == before.item()
+        full = tanimoto_complement_loss(pred, target, reduction, border=0)
+        assert tanimoto_complement_loss(changed, target, reduction, border=0) != full
+    inner_changed = pred.clone()
+    inner_changed[:, 2, 3] = 1 - inner_changed[:, 2, 3]
+    assert tanimoto_complement_loss(inner_changed, target) != tanimoto_complement_loss(pred, target)
+
+
+def test_tanimoto_batch_and_sample_reductions_differ():
+    # sample 0 perfect: loss 1 - 2 / 2.0001; sample 1 all wrong: T = Tc = 0, loss 1.
+    target = torch.cat([_framed([[1.0, 0.0], [0.0, 1.0]], 0.0), _framed([[1, 1], [0, 0]], 0.0)])
+    pred = torch.cat([_framed([[1.0, 0.0], [0.0, 1.0]], 0.0), _framed([[0, 0], [1, 1]], 0.0)])
+    sample = tanimoto_complement_loss(pred, target, "sample")
+    assert sample.item() == pytest.approx((1 - 2 / 2.0001 + 1) / 2, rel=1e-6)
+    # batch: sum(y p) = 2, sum(y^2 + p^2) = 8 (both terms) -> 1 - 2 / 6.0001
+    batch = tanimoto_complement_loss(pred, target)  # batch by default
+    assert batch.item() == pytest.approx(1 - 2 / 6.0001, rel=1e-6)
+
+
+def test_tanimoto_gradient_and_half_precision():
+    target = _framed([[1.0, 0.0], [0.0, 1.0]], 0.0)
+    pred = _framed([[0.5, 0.5], [0.0, 1.0]], 0.7).requires_grad_(True)
+    tanimoto_complement_loss(pred, target).backward()
+    assert pred.grad[0, 0].abs().sum() == 0 and pred.grad[0, 1, 1] != 0  # border: no gradient
+    half = tanimoto_complement_loss(pred.detach().half(), target.half())
+    assert half.dtype == torch.float32
+    assert half.item() == pytest.approx(1 - 1.5 / 2.0001, rel=1e-3)
+
+
+def test_tanimoto_errors():
+    pred = torch.rand(2, 4, 4)
+    with pytest.raises(DataError, match="same|share"):
+        tanimoto_complement_loss(pred, torch.rand(2, 4, 5))
+    with pytest.raises(DataError, match=r"\(B, \.\.\., H, W\)"):
+        tanimoto_complement_loss(torch.rand(4, 4), torch.rand(4, 4))
+    with pytest.raises(ConfigError, match="reduction"):
+        tanimoto_complement_loss(pred, pred, "mean")
+    with pytest.raises(ConfigError, match="border"):
+        tanimoto_complement_loss(pred, pred, border=-1)
+    with pytest.raises(DataError, match="border leaves no pixel"):
+        tanimoto_complement_loss(pred, pred, border=2)

@@ -50,6 +50,7 @@ def _load_all() -> None:
         convlstm,
         deeplabv3plus,
         densenet,
+        ercnn_drs,
         resnet,
         unet,
         unet3d,
