@@ -43,3 +43,14 @@ def test_pad_collate_custom_pad_value_and_errors():
     del other["mask"]
     with pytest.raises(ValueError, match="keys"):
         pad_collate([_sample(1, 1.0), other])
+
+
+def test_pad_collate_to_a_fixed_length():
+    from eochange.errors import DataError
+
+    batch = pad_collate([_sample(2, 1.0), _sample(3, 2.0)], pad_value=-1.0, length=5)
+    assert batch["image"].shape == (2, 5, 2, 3, 3)
+    assert batch["valid"].sum(dim=1).tolist() == [2, 3]
+    assert torch.all(batch["image"][1, 3:] == -1.0) and torch.all(batch["image"][1, :3] == 2.0)
+    with pytest.raises(DataError, match="4 frames is longer than the 3"):
+        pad_collate([_sample(4, 1.0)], length=3)

@@ -30,7 +30,9 @@ TIME_KEYS = ("image", "dates")
 """Keys whose first axis is time and which :func:`pad_collate` pads."""
 
 
-def pad_collate(batch: Sequence[Mapping[str, Any]], pad_value: float = 0.0) -> dict[str, Any]:
+def pad_collate(
+    batch: Sequence[Mapping[str, Any]], pad_value: float = 0.0, length: int | None = None
+) -> dict[str, Any]:
     """Stack samples into a batch, right-padding time series of different lengths.
 
     Daily sampling gives 28 to 31 frames a month. Frames are padded at the end with
@@ -43,11 +45,15 @@ def pad_collate(batch: Sequence[Mapping[str, Any]], pad_value: float = 0.0) -> d
     Args:
         batch: Samples following the contract.
         pad_value: Value of padded image frames.
+        length: Pad every series to this many frames (ERCNN-DRS pads windows to Ω with
+            -1) instead of the batch's longest.
 
     Returns:
         A dict with batched tensors: ``image`` ``(B, T_max, C, H, W)``, ``dates``
         ``(B, T_max)``, ``valid`` ``(B, T_max)`` bool, and the other keys.
 
+    Raises:
+        DataError: A series longer than ``length``.
     """
     import torch  # here, so that the constants above load without torch
 
@@ -59,6 +65,13 @@ def pad_collate(batch: Sequence[Mapping[str, Any]], pad_value: float = 0.0) -> d
             raise ValueError(f"sample {i} has keys {list(sample.keys())}, expected {keys}")
     lengths = [int(s["image"].shape[0]) for s in batch] if "image" in keys else None
     t_max = max(lengths) if lengths else 0
+    if length is not None and lengths is not None:
+        if t_max > length:
+            from eochange.errors import DataError
+
+            raise DataError(f"a series of {t_max} frames is longer than the {length} frames "
+                            "it is padded to (the window's maximum steps)")  # fmt: skip
+        t_max = length
     out: dict[str, Any] = {}
     for key in keys:
         values = [s[key] for s in batch]

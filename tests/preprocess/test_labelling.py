@@ -5,7 +5,7 @@ import csv
 import numpy as np
 import pytest
 
-from eochange.errors import DataError
+from eochange.errors import ConfigError, DataError
 from eochange.io.tfrecord import read_stage3
 from eochange.preprocess import labels
 from eochange.preprocess.eras import S1S2
@@ -107,3 +107,24 @@ def test_window_command(series, tmp_path, capsys):
     assert (gzipped / "0_0.tfrecords").read_bytes()[:2] == b"\x1f\x8b"
     features = [f for f, _ in read_stage3(tmp_path / "0_0.tfrecords")]
     np.testing.assert_array_equal(features[0], next(read_stage3(gzipped / "0_0.tfrecords"))[0])
+
+
+def test_zarr_store_holds_the_tfrecord_labels(series, tmp_path):
+    from eochange.preprocess.window_store import WindowStore
+
+    settings = WindowSettings.for_era(S1S2, "training", **SHORT)
+    write_windows(series, tmp_path / "tf", settings, scheduler="synchronous")
+    zarr_settings = WindowSettings.for_era(S1S2, "training", format="zarr", **SHORT)
+    report = write_windows(series, tmp_path / "z", zarr_settings, scheduler="synchronous")
+    assert report.tiles_written == 4 and not list((tmp_path / "z").glob("*.tfrecords"))
+    store = WindowStore(tmp_path / "z")
+    assert store.labels.shape[:3] == (2, 2, report.windows) and store.era == "s1s2"
+    triplets = training_windows(open_series(series).times, 40, 1, 8, 25)
+    assert [store.current(w) for w in range(len(store))] == [t.current for t in triplets]
+    for w, (feature, label) in enumerate(read_stage3(tmp_path / "tf" / "1_0.tfrecords")):
+        np.testing.assert_array_equal(store.labels[1, 0, w], label)
+    again = write_windows(series, tmp_path / "z", zarr_settings, scheduler="synchronous")
+    assert (again.tiles_written, again.tiles_skipped) == (0, 4)
+    other = WindowSettings.for_era(S1S2, "training", format="zarr", shift=0.5, **SHORT)
+    with pytest.raises(ConfigError, match="other settings"):
+        write_windows(series, tmp_path / "z", other, scheduler="synchronous")

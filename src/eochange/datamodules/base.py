@@ -56,6 +56,10 @@ class LoaderDataModule(L.LightningDataModule):
     train_drop_last: bool = False
     """Drop the last incomplete training batch."""
 
+    def collate(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        """Batch samples (:func:`~eochange.sample.pad_collate`: frames padded with 0)."""
+        return pad_collate(batch)
+
     def dataset(self, stage: str) -> Any:
         """The dataset of ``stage`` (``train``, ``val``, ``test`` or ``predict``)."""
         raise NotImplementedError
@@ -100,7 +104,7 @@ class LoaderDataModule(L.LightningDataModule):
             sampler=sampler,
             drop_last=drop_last,
             num_workers=workers,
-            collate_fn=pad_collate,
+            collate_fn=self.collate,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             prefetch_factor=self.prefetch_factor if workers else None,

@@ -125,6 +125,9 @@ def add_window_parser(commands: Any) -> None:
                         help="corrected omnibus initialisation and reset")  # fmt: skip
     window.add_argument("--tiles", default=None, help="all, upstream_train, upstream_val, "
                         "blocked_train, blocked_val or blocked_test")  # fmt: skip
+    window.add_argument("--format", choices=("tfrecords", "zarr"), default=None,
+                        help="rsdtlib stage-3 TFRecords per tile (default), or windows.zarr: "
+                        "step ranges and labels only, features read from the series")  # fmt: skip
     window.add_argument("--compression", choices=("gzip", "none"), default=None,
                         help="GZIP tile files as rsdtlib's (default) or none")  # fmt: skip
     window.add_argument("--scheduler", default=None, help="Dask scheduler (default: local)")
@@ -150,6 +153,7 @@ def run_window(args: argparse.Namespace) -> int:
         quirks=False if args.no_quirks else None,
         tiles=args.tiles,
         compression=args.compression,
+        format=args.format,
     )
     report = write_windows(args.series, args.out, settings, args.scheduler, not args.quiet)
     print(f"{args.out}: {report.windows} windows per tile; tiles written "

@@ -3,7 +3,9 @@
 ``write_windows(series, out, settings)`` writes, per tile of the series' layout,
 ``{j}_{i}.tfrecords`` in rsdtlib's stage-3 format (``Feature`` ``[T, H, W, C]`` and, for
 training, ``Label`` ``[H, W]``), plus ``windows.csv`` (id, start, end, number of steps,
-UTC) and, for training, ``betas.npy`` (``[n_windows, 2]``: β before, after).
+UTC) and, for training, ``betas.npy`` (``[n_windows, 2]``: β before, after). With
+``format="zarr"`` the tiles' labels go to ``windows.zarr`` instead
+(:mod:`~eochange.preprocess.window_store`), and features stay in the series.
 
 Training windows are triplets with stride 1 (:func:`~eochange.preprocess.windowing.
 training_windows`); their label compares the optical periods around the window
@@ -32,6 +34,12 @@ from eochange.parallel import dask_client, map_tasks
 from eochange.preprocess import labels
 from eochange.preprocess.eras import Era
 from eochange.preprocess.series import open_series, series_layout
+from eochange.preprocess.window_store import (
+    create_store,
+    finish_store,
+    tile_done,
+    write_tile_labels,
+)
 from eochange.preprocess.windowing import (
     StepRange,
     Triplet,
@@ -44,6 +52,7 @@ from eochange.preprocess.windowing import (
 )
 
 MODES = ("training", "inference")
+FORMATS = ("tfrecords", "zarr")
 TILE_SELECTIONS = ("all", "upstream_train", "upstream_val", "blocked_train", "blocked_val",
                    "blocked_test")  # fmt: skip
 
@@ -69,6 +78,9 @@ class WindowSettings:
         compression: ``gzip`` (rsdtlib's files) or ``none`` (uncompressed TFRecords, read
             by TensorFlow with ``compression_type=""``; most of the windowing time is GZIP
             compression, see docs/benchmarks.md).
+        format: ``tfrecords`` (rsdtlib's stage-3 files, features copied into every window)
+            or ``zarr`` (:mod:`~eochange.preprocess.window_store`: step ranges and labels
+            only, features read from the series; the fast path for training).
     """
 
     mode: str = "training"
@@ -83,6 +95,7 @@ class WindowSettings:
     tiles: str = "all"
     seed: int = 0
     compression: str = "gzip"
+    format: str = "tfrecords"
 
     @classmethod
     def for_era(cls, era: Era, mode: str = "training", **overrides: Any) -> WindowSettings:
@@ -108,6 +121,7 @@ class WindowSettings:
             ("beta_source", self.beta_source, ("upstream", "previous")),
             ("ratio_inf", self.ratio_inf, ("float_max", "zero")),
             ("compression", self.compression, ("gzip", "none")),
+            ("format", self.format, FORMATS),
         )
         for name, value, choices in checks:
             if value not in choices:
@@ -178,6 +192,7 @@ def write_windows(
     layout = series_layout(series)
     selected = [(j, i) for j, i in layout if select_tile(j, i, settings.tiles, settings.seed)]
     report = WindowReport(len(windows))
+    zarr_store = settings.format == "zarr"
     # One cluster for both fan-outs (the area-wide beta pass and the tiles).
     with dask_client(scheduler, tasks=len(list(layout))) as client:
         betas = None
@@ -186,9 +201,16 @@ def write_windows(
                                 progress)  # fmt: skip
             with atomic_path(out / "betas.npy") as tmp, open(tmp, "wb") as handle:
                 np.save(handle, betas)
+        if zarr_store:
+            create_store(out, series, settings, era.name, layout, windows, selected, betas)
         tasks = []
         for j, i in selected:
-            if (out / f"{layout.tile_name(j, i)}.tfrecords").exists():
+            done = (
+                tile_done(out, (j, i))
+                if zarr_store
+                else (out / f"{layout.tile_name(j, i)}.tfrecords").exists()
+            )
+            if done:
                 report.tiles_skipped += 1
                 continue
             tasks.append(_TileTask(str(series), str(out), (j, i), settings, tuple(windows), betas))
@@ -201,6 +223,8 @@ def write_windows(
 
         map_tasks(_write_tile, tasks, scheduler=scheduler, client=client, progress=progress,
                   desc="window tiles", on_result=on_result)  # fmt: skip
+    if zarr_store:
+        finish_store(out)
     return report
 
 
@@ -289,32 +313,43 @@ def _area_betas(
 
 
 def _write_tile(task: _TileTask) -> None:
-    """Features (and labels) of one tile's windows into its stage-3 TFRecord file."""
+    """One tile's windows: TFRecord file (features and labels) or labels into the store."""
+    data, asc, dsc, optical = _tile_arrays(task.series, task.tile)
+    training = task.settings.mode == "training"
+    tile_labels = _tile_labels(task, data.era, asc, dsc, optical) if training else None
+    if task.settings.format == "zarr":
+        write_tile_labels(Path(task.out), task.tile, tile_labels)
+        return
     from eochange.io.tfrecord import write_stage3
 
-    data, asc, dsc, optical = _tile_arrays(task.series, task.tile)
-    era, settings = data.era, task.settings
     records = []
-    if settings.mode == "inference":
-        for steps in task.windows:
-            records.append((window_tensor(asc, dsc, optical, steps), None))
-    else:
-        means = PeriodMeans(optical, era)
-        current = [t.current for t in task.windows]
-        lengths = np.array([len(c) for c in current])
-        frequency = _change_frequencies(asc, dsc, current, lengths, era, settings.quirks)
-        for w, triplet in enumerate(task.windows):
-            before, after = task.betas[w]
-            e_before = labels.endisi(means(triplet.previous), before, ENDISI_BANDS,
-                                     settings.shift, ratio_inf=settings.ratio_inf)  # fmt: skip
-            e_after = labels.endisi(means(triplet.next), after, ENDISI_BANDS, settings.shift,
-                                    ratio_inf=settings.ratio_inf)  # fmt: skip
-            label = np.clip(frequency[w] * np.abs(e_after - e_before) * era.label_factor, 0, 1)
-            records.append((window_tensor(asc, dsc, optical, triplet.current),
-                            label.astype(np.float32)))  # fmt: skip
+    for w, window in enumerate(task.windows):
+        steps = window.current if isinstance(window, Triplet) else window
+        label = None if tile_labels is None else tile_labels[w]
+        records.append((window_tensor(asc, dsc, optical, steps), label))
     layout = series_layout(task.series)
     write_stage3(Path(task.out) / f"{layout.tile_name(*task.tile)}.tfrecords", records,
-                 compression=settings.compression)  # fmt: skip
+                 compression=task.settings.compression)  # fmt: skip
+
+
+def _tile_labels(
+    task: _TileTask, era: Era, asc: np.ndarray, dsc: np.ndarray, optical: np.ndarray
+) -> np.ndarray:
+    """``(n_windows, H, W)`` float32 synthetic labels of one tile's training windows."""
+    settings = task.settings
+    means = PeriodMeans(optical, era)
+    current = [t.current for t in task.windows]
+    lengths = np.array([len(c) for c in current])
+    frequency = _change_frequencies(asc, dsc, current, lengths, era, settings.quirks)
+    out = np.empty_like(frequency)
+    for w, triplet in enumerate(task.windows):
+        before, after = task.betas[w]
+        e_before = labels.endisi(means(triplet.previous), before, ENDISI_BANDS,
+                                 settings.shift, ratio_inf=settings.ratio_inf)  # fmt: skip
+        e_after = labels.endisi(means(triplet.next), after, ENDISI_BANDS, settings.shift,
+                                ratio_inf=settings.ratio_inf)  # fmt: skip
+        out[w] = np.clip(frequency[w] * np.abs(e_after - e_before) * era.label_factor, 0, 1)
+    return out
 
 
 def _change_frequencies(
