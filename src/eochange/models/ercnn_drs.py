@@ -189,6 +189,9 @@ class KerasConvLSTM(nn.Module):
         # The hot loop only has the recurrent conv: the input-to-gates conv of every valid
         # frame is one batched conv (invalid frames are never read, so not computed).
         gates_x = _on_frames(self.input_conv, x, None if all(all_valid) else steps)
+        # unbind, not gates_x[:, t]: the backward of T indexing ops would each allocate and
+        # zero-fill a full (B, T, 4F, H, W) gradient (quadratic in T); unbind's is one stack.
+        per_step = gates_x.unbind(1)
         masks = None
         if self.training and self.recurrent_dropout > 0:
             keep = 1.0 - self.recurrent_dropout
@@ -204,7 +207,7 @@ class KerasConvLSTM(nn.Module):
                 # Grouped conv: group g convolves h * mask_g with the gate-g rows of the kernel.
                 dropped = h.repeat(1, 4, 1, 1) * masks
                 gates_h = F.conv2d(dropped, self.recurrent_conv.weight, padding=1, groups=4)
-            z_i, z_f, z_c, z_o = torch.split(gates_x[:, t] + gates_h, self.filters, dim=1)
+            z_i, z_f, z_c, z_o = torch.split(per_step[t] + gates_h, self.filters, dim=1)
             c_next = hard_sigmoid(z_f) * c + hard_sigmoid(z_i) * torch.tanh(z_c)
             h_next = hard_sigmoid(z_o) * torch.tanh(c_next)
             if all_valid[t]:
