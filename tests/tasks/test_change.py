@@ -102,3 +102,33 @@ def test_windows_are_padded_to_omega_with_minus_one(windows):
     assert set(torch.unique(batch["truth"]).tolist()) <= {0.0, 1.0}
     with pytest.raises(ConfigError, match="no train tile"):
         ERCNNDataModule(str(out / "zarr"), train_tiles="upstream_val").dataset("train")
+
+
+def test_ers_ls5_chain_from_stage2_tfrecords(tmp_path):
+    """ERS/LS5 published stage-2 files -> series -> windows -> the ers_ls5 config trains."""
+    from eochange.io.tfrecord import write_stage2
+    from eochange.preprocess.eras import ERS_LS5
+    from eochange.preprocess.series import import_stage2
+
+    rng = np.random.default_rng(0)
+    steps = 60
+    times = 1.0e9 + np.arange(steps) * 86400.0 * 12  # an acquisition every 12 days
+    for j in range(2):
+        for i in range(2):
+            sar = rng.gamma(3.0, 0.05, (2, steps, 1, 32, 32)).astype(np.float32)
+            optical = rng.uniform(0.02, 0.4, (steps, 7, 32, 32)).astype(np.float32)
+            write_stage2(tmp_path / "stage2" / f"Liege_{j}_{i}.tfrecords", times, sar[0], sar[1],
+                         optical, names="ers", compression="none")  # fmt: skip
+    report = import_stage2(tmp_path / "stage2", tmp_path / "ers.zarr")
+    assert report.steps == steps
+    settings = WindowSettings.for_era(ERS_LS5, "training", format="zarr", delta_days=120,
+                                      min_steps=6, max_steps=12, stride=4)  # fmt: skip
+    windows = write_windows(tmp_path / "ers.zarr", tmp_path / "w", settings,
+                            scheduler="synchronous")  # fmt: skip
+    assert windows.windows > 0 and windows.tiles_written == 4
+    run = tmp_path / "run"
+    main(["fit", "--config", str(CONFIGS / "ers_ls5.yaml"), "--data.windows", str(tmp_path / "w"),
+          "--trainer.default_root_dir", str(run), *TRAINER])  # fmt: skip
+    info = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["eochange"]
+    assert info["era"] == "ers_ls5" and info["in_channels"] == 9
+    assert info["bands"] == ["asc_intensity", "dsc_intensity", *ERS_LS5.optical_bands]
