@@ -372,6 +372,27 @@ def _cmd_map(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    import warnings
+    from dataclasses import fields
+
+    from eochange.inference.monitor import MonitorSettings, monitor, monitor_summary
+
+    # Every setting is an option of the same name, but previews (--no-previews).
+    names = [f.name for f in fields(MonitorSettings) if f.name != "previews"]
+    settings = MonitorSettings(previews=not args.no_previews,
+                               **{name: getattr(args, name) for name in names})  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        report = monitor(args.checkpoint, args.input, args.out, settings=settings,
+                         periods=args.period, scheduler=args.scheduler, workers=args.workers,
+                         progress=not args.quiet)  # fmt: skip
+    for warning in caught:
+        print(f"eochange: warning: {warning.message}", file=sys.stderr)
+    print(monitor_summary(report))
+    return 1 if report.failed else 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from eochange.inference.export import export_onnx
 
@@ -503,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(func=_cmd_report)
     _add_map_parser(commands)
+    _add_monitor_parser(commands)
     _add_export_parser(commands)
     from eochange.preprocess.command import add_stack_parser, add_window_parser
 
@@ -549,6 +571,46 @@ def _add_map_parser(commands: Any) -> None:
     maps.add_argument("--no-previews", action="store_true", help="no PNG previews and GIFs")
     maps.add_argument("--quiet", action="store_true", help="no progress bar")
     maps.set_defaults(func=_cmd_map)
+
+
+def _add_monitor_parser(commands: Any) -> None:
+    monitor = commands.add_parser(
+        "monitor",
+        help="ERCNN-DRS change-probability maps of every window of a stacked series",
+        description="Run an ERCNN-DRS change model (an eochange change checkpoint or Keras "
+        ".hdf5 weights) on every inference window of every tile of a series from `eochange "
+        "stack`, stitch the tile cores (deadzones cropped) and write one georeferenced "
+        "GeoTIFF per window, windows.csv, the maximum over a period, PNG previews and a GIF. "
+        "Blocks of tiles fan out through Dask; a re-run resumes.",
+    )
+    monitor.add_argument(
+        "--checkpoint", required=True, help="change checkpoint (.ckpt) or Keras weights (.hdf5)"
+    )
+    monitor.add_argument("--input", required=True, help="a series of `eochange stack`")
+    monitor.add_argument("--out", required=True, help="output folder")
+    numbers = (
+        ("--stride", int, None, "steps between windows (default: the era's inference one, 5)"),
+        ("--delta-days", float, None, "window length (default: the checkpoint's)"),
+        ("--min-steps", int, None, "fewest steps of a window (default: the checkpoint's)"),
+        ("--max-steps", int, None, "most steps of a window, at most the checkpoint's (default)"),
+        ("--block", int, 128, "side of the blocks of tiles per task, pixels (%(default)s)"),
+        ("--batch-size", int, None, "(tile, window) pairs per forward pass (default: by tile)"),
+        ("--workers", int, None, "local Dask workers (default: one per core; one on GPU)"),
+        ("--threads", int, None, "torch threads per worker (default: 1; on GPU all cores)"),
+    )
+    for flag, kind, default, text in numbers:
+        monitor.add_argument(flag, type=kind, default=default, help=text)
+    monitor.add_argument("--period", nargs=2, action="append", metavar=("START", "END"),
+                         help="maximum over the windows within these dates (YYYY-MM-DD, "
+                         "repeatable; default: the whole series)")  # fmt: skip
+    monitor.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    monitor.add_argument("--fast", action="store_true", help="bfloat16/float16 convolutions")
+    monitor.add_argument("--keras-compat", action=argparse.BooleanOptionalAction,
+                         help="upstream step rule (default: on for Keras weights)")  # fmt: skip
+    monitor.add_argument("--no-previews", action="store_true", help="no PNG previews and GIF")
+    monitor.add_argument("--scheduler", help="Dask scheduler address, or local|threads|synchronous")
+    monitor.add_argument("--quiet", action="store_true", help="no progress bars")
+    monitor.set_defaults(func=_cmd_monitor)
 
 
 def _add_export_parser(commands: Any) -> None:

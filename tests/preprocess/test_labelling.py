@@ -121,7 +121,7 @@ def test_zarr_store_holds_the_tfrecord_labels(series, tmp_path):
     assert store.labels.shape[:3] == (2, 2, report.windows) and store.era == "s1s2"
     triplets = training_windows(open_series(series).times, 40, 1, 8, 25)
     assert [store.current(w) for w in range(len(store))] == [t.current for t in triplets]
-    for w, (feature, label) in enumerate(read_stage3(tmp_path / "tf" / "1_0.tfrecords")):
+    for w, (_, label) in enumerate(read_stage3(tmp_path / "tf" / "1_0.tfrecords")):
         np.testing.assert_array_equal(store.labels[1, 0, w], label)
     again = write_windows(series, tmp_path / "z", zarr_settings, scheduler="synchronous")
     assert (again.tiles_written, again.tiles_skipped) == (0, 4)

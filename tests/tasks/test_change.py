@@ -78,6 +78,7 @@ def test_fit_records_metrics_and_checkpoint_metadata(windows, tmp_path):
     assert info["task"] == "change" and info["era"] == "s1s2"
     assert info["bands"][:5] == ["asc_VV", "asc_VH", "dsc_VV", "dsc_VH", "B01"]
     assert info["window"] == {"delta_days": 40.0, "stride": 3, "min_steps": 8, "max_steps": 25}
+    assert info["tile"] == 32
     # test from the checkpoint; the same windows from TFRecords train too
     main(["test", "--config", str(CONFIGS / "s1s2.yaml"), "--data.windows", str(out / "zarr"),
           "--trainer.default_root_dir", str(run), "--ckpt_path",

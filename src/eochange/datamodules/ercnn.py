@@ -83,6 +83,7 @@ class ERCNNDataModule(LoaderDataModule):
             era = self.store.era
             max_steps = max_steps or int(self.store.settings["max_steps"])
             self.tiles = list(self.store.tiles)
+            self.tile_size: int | None = self.store.layout.tile
             window_settings = {k: self.store.settings[k] for k in
                                ("delta_days", "stride", "min_steps", "max_steps")}  # fmt: skip
         else:
@@ -90,6 +91,7 @@ class ERCNNDataModule(LoaderDataModule):
                 raise ConfigError("data.truth: ground truth needs a window store "
                                   "(`eochange window --format zarr`)")  # fmt: skip
             self.tiles = [tile for tile, _ in stage3_files(path)]
+            self.tile_size = None
             window_settings = {}
         self.era = get_era(era)
         self.max_steps = max_steps or self.era.max_steps
@@ -107,9 +109,12 @@ class ERCNNDataModule(LoaderDataModule):
         return pad_collate(batch, pad_value=PAD_VALUE, length=self.max_steps)
 
     def metadata(self) -> dict[str, Any]:
-        """Era, channel order and window parameters for the checkpoint."""
-        return {"era": self.era.name, "bands": list(self.era.channel_names),
+        """Era, channel order, window parameters and tile side for the checkpoint."""
+        info = {"era": self.era.name, "bands": list(self.era.channel_names),
                 "window": self.window_settings}  # fmt: skip
+        if self.tile_size is not None:
+            info["tile"] = self.tile_size  # the side trained on (monitor warns on another)
+        return info
 
     def stage_tiles(self, stage: str) -> list[tuple[int, int]]:
         """Tiles of ``stage`` (``predict``: every tile)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ from eochange.tasks.segmentation import check_checkpoint
 
 MODEL_PREFIX = "model."
 """State-dict prefix of the model inside a ``TemporalSegmentationTask``."""
+
+KERAS_SUFFIXES = (".h5", ".hdf5")
+"""File suffixes of ERCNN-DRS Keras weights (:func:`load_change_model`)."""
 
 
 def load_model(
@@ -45,10 +49,75 @@ def load_model(
         num_classes=info["num_classes"],
         **info.get("model_kwargs", {}),
     )
-    state = {
+    model.load_state_dict(_model_state(checkpoint), strict=True)
+    return model.to(device).eval(), info
+
+
+def load_change_model(
+    path: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+    keras_compat: bool | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """An ERCNN-DRS change model in eval mode and its metadata.
+
+    ``path`` is an eochange ``change`` checkpoint (``eochange fit`` with
+    :class:`~eochange.tasks.change.ChangeTask`, or transfer learning) or ERCNN-DRS Keras
+    weights (``.h5``/``.hdf5``, :func:`~eochange.models.from_keras_ercnn`). The metadata
+    has at least ``model``, ``era``, ``bands`` (channel names), ``window`` (``delta_days``,
+    ``stride`` (for inference), ``min_steps``, ``max_steps``: the era's where the checkpoint
+    does not record them), ``tile`` (the training tile side, the era's unless recorded),
+    ``keras_compat`` and ``source`` (``eochange`` or ``keras``).
+
+    Args:
+        path: The checkpoint or weights file.
+        device: Where the model goes.
+        keras_compat: Upstream step rule (see :class:`~eochange.models.ercnn_drs.ERCNNDRS`);
+            None: on for Keras weights (the rule they were trained with, reference quirk
+            #1), as recorded for checkpoints.
+
+    Raises:
+        DataError: Missing or unreadable file.
+        ConfigError: A checkpoint of another task.
+    """
+    from eochange.models.upstream.common import read_checkpoint
+    from eochange.preprocess.eras import get_era
+    from eochange.tasks import common
+
+    path = Path(path)
+    if path.suffix.lower() in KERAS_SUFFIXES:
+        from eochange.models import from_keras_ercnn
+
+        keras_compat = True if keras_compat is None else keras_compat
+        model = from_keras_ercnn(path, keras_compat=keras_compat)
+        info: dict[str, Any] = {"task": "change", "model": "ercnn_drs", "model_kwargs": {},
+                                "era": model.era, "source": "keras"}  # fmt: skip
+    else:
+        checkpoint, source = read_checkpoint(path)
+        info = {**common.check_checkpoint(dict(checkpoint), None, source, "change"),
+                "source": "eochange"}  # fmt: skip
+        hparams = checkpoint.get("hyper_parameters")
+        hparams = hparams if isinstance(hparams, Mapping) else {}
+        info["era"] = info.get("era") or hparams.get("era", "s1s2")
+        kwargs = {**info.get("model_kwargs", {}), "era": info["era"]}
+        if keras_compat is not None:
+            kwargs["keras_compat"] = keras_compat
+        model = create(info["model"], **kwargs)
+        model.load_state_dict(_model_state(checkpoint), strict=True)
+    era = get_era(info["era"])
+    window = {"delta_days": era.window.total_seconds() / 86400.0, "min_steps": era.min_steps,
+              "max_steps": era.max_steps, **(info.get("window") or {})}  # fmt: skip
+    # A recorded stride is the training one (1); inference windows use the era's.
+    window["stride"] = era.stride_inference
+    info.update(bands=info.get("bands") or list(era.channel_names), window=window,
+                tile=int(info.get("tile") or era.tile),
+                keras_compat=bool(getattr(model, "keras_compat", False)))  # fmt: skip
+    return model.to(device).eval(), info
+
+
+def _model_state(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The model's weights in a Lightning checkpoint (the task's ``model.`` entries)."""
+    return {
         key[len(MODEL_PREFIX) :]: value
         for key, value in checkpoint.get("state_dict", {}).items()
         if key.startswith(MODEL_PREFIX)
     }
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval(), info

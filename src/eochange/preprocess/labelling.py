@@ -188,7 +188,7 @@ def write_windows(
             f"its {len(data.times)} steps"
         )
     current = [w.current if isinstance(w, Triplet) else w for w in windows]
-    _write_window_list(out / "windows.csv", data.times, current)
+    write_window_list(out / "windows.csv", data.times, current)
     layout = series_layout(series)
     selected = [(j, i) for j, i in layout if select_tile(j, i, settings.tiles, settings.seed)]
     report = WindowReport(len(windows))
@@ -228,7 +228,9 @@ def write_windows(
     return report
 
 
-def _write_window_list(path: Path, times: np.ndarray, windows: list[StepRange]) -> None:
+def write_window_list(path: Path, times: np.ndarray, windows: list[StepRange]) -> None:
+    """``windows.csv``: id (from 1), first and last step time (UTC), number of steps."""
+
     def utc(seconds: float) -> str:
         return datetime.fromtimestamp(float(seconds), UTC).strftime("%Y-%m-%d %H:%M:%S")
 
