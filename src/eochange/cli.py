@@ -414,7 +414,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.epochs < 1:
         raise ConfigError(f"--epochs: expected at least 1, got {args.epochs}")
     run_demo(args.out, scheduler=args.scheduler, quiet=args.quiet, epochs=args.epochs,
-             sen12ms=args.sen12ms)  # fmt: skip
+             sen12ms=args.sen12ms, ercnn=args.ercnn)  # fmt: skip
     return 0
 
 
@@ -444,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sen12ms",
         action="store_true",
         help="also train and test a SEN12MS multi-label scene classifier (about a minute)",
+    )
+    demo.add_argument(
+        "--ercnn",
+        action="store_true",
+        help="also run the ERCNN-DRS chain: S1/S2 observations, stacking, windows and "
+        "synthetic labels, training, change-map series (a few minutes)",
     )
     demo.set_defaults(func=_cmd_demo)
 

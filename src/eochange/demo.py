@@ -95,6 +95,7 @@ def run_demo(
     quiet: bool = False,
     epochs: int = DEMO_EPOCHS,
     sen12ms: bool = False,
+    ercnn: bool = False,
 ) -> Path:
     """Run the demo and return the path of its ``summary.md``.
 
@@ -105,6 +106,8 @@ def run_demo(
         epochs: Training epochs (60; fewer for a smoke run).
         sen12ms: Also run the SEN12MS scene-classification part
             (:mod:`eochange.demo_sen12ms`), added to the summary.
+        ercnn: Also run the ERCNN-DRS urban change part (:mod:`eochange.demo_ercnn`),
+            added to the summary.
     """
     from eochange.training_cli import run as lightning
 
@@ -174,6 +177,12 @@ def run_demo(
         t0 = time.perf_counter()
         extra = run_sen12ms_demo(out, quiet=quiet)
         seconds["SEN12MS part"] = time.perf_counter() - t0
+    if ercnn:
+        from eochange.demo_ercnn import run_ercnn_demo
+
+        t0 = time.perf_counter()
+        extra += run_ercnn_demo(out, quiet=quiet, scheduler=scheduler)
+        seconds["ERCNN-DRS part"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - wall
     summary = _write_summary(out, synth, prepared, loading, official, run_dir, report, seconds,
                              extra)  # fmt: skip
