@@ -15,6 +15,7 @@ from PIL import Image
 
 from eochange.cli import main
 from eochange.errors import ConfigError, DataError
+from eochange.inference import monitor_blocks
 from eochange.inference.checkpoint import load_change_model
 from eochange.inference.monitor import (
     MonitorSettings,
@@ -22,11 +23,17 @@ from eochange.inference.monitor import (
     plan_tile_blocks,
     resolve_periods,
 )
+from eochange.inference.monitor_blocks import (
+    predict_tiles,
+    predict_windows,
+    read_frames,
+    window_groups,
+)
 from eochange.models import create
 from eochange.preprocess.eras import ERS_LS5, S1S2
 from eochange.preprocess.series import SeriesSettings, open_series, series_layout, write_series
 from eochange.preprocess.tiling import TileLayout
-from eochange.preprocess.windowing import inference_windows, window_tensor
+from eochange.preprocess.windowing import StepRange, inference_windows, window_tensor
 from eochange.synth import make_s1s2
 
 WINDOW = {"delta_days": 40.0, "stride": 1, "min_steps": 8, "max_steps": 25}
@@ -140,6 +147,44 @@ def test_stitched_maps_are_the_tile_outputs_at_their_cores(data, runs):
                                        atol=1e-5)  # fmt: skip
         assert np.isnan(maps[k][28:]).all() and np.isnan(maps[k][:, 28:]).all()
         assert not np.isnan(maps[k][:28, :28]).any()
+
+
+@pytest.mark.parametrize(("keras_compat", "code_bytes"), [(False, None), (True, None), (False, 1)])
+def test_encoded_tiles_equal_forward_on_each_window(data, monkeypatch, keras_compat, code_bytes):
+    """Frames encoded once per tile, windows decoded from the codes = the model on each window.
+
+    The 3 x 3 tiles of 12 px (deadzone 2) of the series, a group of windows: all tiles
+    encoded together, or one at a time (``CODE_BYTES`` of one byte); both step rules (the
+    upstream one skips step 0 of every tile here: asc VV is 0 before its first observation).
+    """
+    root, checkpoint = data
+    if code_bytes is not None:
+        monkeypatch.setitem(monitor_blocks.CODE_BYTES, "cpu", code_bytes)
+    model, _ = load_change_model(checkpoint, keras_compat=keras_compat)
+    series = open_series(root / "deadzone.zarr")
+    layout = series_layout(root / "deadzone.zarr")
+    windows = inference_windows(series.times, 40, 5, 8, 25)
+    frames = read_frames(series, StepRange(0, len(series.times)), (0, 0, 32, 32))
+    # With the upstream rule the group from step 0; otherwise one from step 40 (only the
+    # group's steps are encoded).
+    group = [windows[k] for k in window_groups(windows, 50)[0 if keras_compat else 1]]
+    assert len(group) >= 5 and (group[0].start == 0) == keras_compat
+    tiles = [layout.window(j, i) for j, i in layout]
+    assert len(tiles) == 9 and tiles[4] == (8, 8, 12, 12)
+    encoded = predict_tiles(model, frames, tiles, group, batch_size=4)
+    with torch.inference_mode():
+        direct = np.stack([
+            np.stack([model(torch.from_numpy(frames[w.slice, :, r : r + h, c : c + w_])[None])
+                      [0].numpy() for w in group])
+            for r, c, h, w_ in tiles
+        ])  # fmt: skip
+        rule = model.step_mask(torch.from_numpy(frames[None, :, :, :1, :1]))
+    assert bool(rule[0, 0]) != keras_compat and bool(rule[0, 1:].all())
+    np.testing.assert_allclose(encoded, direct, atol=1e-5, rtol=0)
+    windowed = predict_windows(model, frames, tiles, group, batch_size=4)
+    np.testing.assert_allclose(windowed, direct, atol=1e-5, rtol=0)
+    fast = predict_tiles(model, frames, tiles, group, batch_size=4, fast=True)
+    np.testing.assert_allclose(fast, direct, atol=3e-2, rtol=0)
 
 
 def test_products(data, runs):

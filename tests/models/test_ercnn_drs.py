@@ -301,3 +301,119 @@ def test_input_errors() -> None:
         ERCNNDRS(variant="both")
     with pytest.raises(ConfigError, match="recurrent_dropout"):
         ERCNNDRS(recurrent_dropout=1.0)
+
+
+# --- encode_frames / decode_windows: the per-frame work once per series --------------------
+
+WINDOWS = [(0, 12), (5, 17), (10, 25)]
+
+
+def _series() -> tuple[torch.Tensor, torch.Tensor]:
+    """Two series of 30 frames 17 x 16 x 16 with invalid steps inside the windows.
+
+    Returns the frames and a per-frame ``valid`` that drops frame 11 of series 0.
+    """
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 30, 17, 16, 16, generator=generator)
+    x[:, 20, :, 3, 5] = -1.0  # an all -1 pixel: Keras masking
+    x[0, 8] = -1.0  # an all -1 frame mid-window: skipped by both rules
+    # channel 0 at (0, 0) is 0 (asc VV for the full layout, B01 for the optical variant):
+    # skipped under the upstream rule only
+    x[0, 14, [0, 4], 0, 0] = 0.0
+    x[1, :12, [0, 4], 0, 0] = 0.0  # upstream rule: series 1's first window takes no step
+    valid = torch.ones(2, 30, dtype=torch.bool)
+    valid[0, 11] = False
+    return x, valid
+
+
+def _forward_windows(model, x, windows, valid=None) -> torch.Tensor:
+    """``forward`` on each ``(b, start, end)`` window, padded with -1 to the longest."""
+    longest = max(end - start for _, start, end in windows)
+    batch = torch.cat([_pad(x[b : b + 1, start:end], longest) for b, start, end in windows])
+    if valid is not None:
+        valid = torch.stack([
+            torch.cat([valid[b, start:end], torch.zeros(longest - end + start, dtype=torch.bool)])
+            for b, start, end in windows
+        ])  # fmt: skip
+    with torch.no_grad():
+        return model(batch, valid)
+
+
+@pytest.mark.parametrize("keras_compat", [False, True])
+@pytest.mark.parametrize("variant", ["combined", "sar", "optical"])
+@pytest.mark.parametrize("with_valid", [False, True])
+def test_decoded_windows_equal_forward_on_each_window(keras_compat, variant, with_valid) -> None:
+    model = _model(keras_compat=keras_compat, variant=variant)
+    x, valid = _series()
+    valid = valid if with_valid else None
+    windows = [(b, start, end) for b in (0, 1) for start, end in WINDOWS]
+    expected = _forward_windows(model, x, windows, valid)
+    with torch.no_grad():
+        codes = model.encode_frames(x, valid)
+        # one batch, batches of 4 (mixed series and lengths), one window at a time
+        for batch_size in (None, 4, 1):
+            decoded = model.decode_windows(codes, windows, batch_size)
+            torch.testing.assert_close(decoded, expected, atol=1e-5, rtol=0)
+    # the steps taken are forward's on the padded windows
+    assert codes.steps.shape == (2, 30)
+    # frame 8 is all -1: only a given valid (without the upstream rule) takes it
+    assert codes.steps[0, 8] == (with_valid and not keras_compat)
+    assert codes.steps[0, 14] != keras_compat
+    assert codes.steps[1, :12].any() != keras_compat
+    if with_valid:
+        assert not codes.steps[0, 11]
+    for name, filters in (("sar", 10), ("optical", 26)):
+        gates = getattr(codes, name)
+        if variant in ("combined", name):
+            assert gates.shape == (2, 30, 4 * filters, 16, 16) and gates.dtype == torch.float32
+        else:
+            assert gates is None
+
+
+def test_decoded_windows_of_a_single_series_and_the_variant_check() -> None:
+    model = _model()
+    x, _ = _series()
+    with torch.no_grad():
+        codes = model.encode_frames(x[1:, :12])  # one series, one window of all its frames
+        torch.testing.assert_close(model.decode_windows(codes, [(0, 0, 12)]),
+                                   model(x[1:, :12]), atol=1e-5, rtol=0)  # fmt: skip
+        keras = _model(keras_compat=True)
+        nothing = keras.encode_frames(x[1:, :12])  # the upstream rule takes none of these
+        assert not nothing.steps.any() and not nothing.optical.any()
+        expected = keras(x[1:, :12]).expand(2, -1, -1)  # the zero states through the head
+        decoded = keras.decode_windows(nothing, [(0, 0, 12), (0, 3, 7)])
+        torch.testing.assert_close(decoded, expected, atol=1e-6, rtol=0)
+        with pytest.raises(DataError, match="codes of another variant"):
+            _model(variant="sar").decode_windows(codes, [(0, 0, 12)])
+        with pytest.raises(DataError, match=r"window \(0, 5, 13\)"):
+            model.decode_windows(codes, [(0, 5, 13)])
+        with pytest.raises(DataError, match=r"window \(1, 0, 4\)"):
+            model.decode_windows(codes, [(1, 0, 4)])
+        with pytest.raises(DataError, match=r"window \(0, 3, 3\)"):
+            model.decode_windows(codes, [(0, 3, 3)])
+
+
+def test_encode_and_decode_refuse_training_mode() -> None:
+    model = _model()
+    x = _frames(1, 3)
+    with torch.no_grad():
+        codes = model.encode_frames(x)
+    model.train()
+    with pytest.raises(RuntimeError, match="eval mode only"):
+        model.encode_frames(x)
+    with pytest.raises(RuntimeError, match="eval mode only"):
+        model.decode_windows(codes, [(0, 0, 3)])
+
+
+def test_encoding_under_autocast_keeps_float32_codes_and_recurrence() -> None:
+    model = _model()
+    x = _frames(1, 6, size=8)
+    with torch.no_grad():
+        exact = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            codes = model.encode_frames(x)
+            fast = model.decode_windows(codes, [(0, 0, 6), (0, 2, 6)])
+            forward_fast = torch.cat([model(x), model(x[:, 2:])])
+    assert codes.sar.dtype == codes.optical.dtype == torch.float32
+    torch.testing.assert_close(fast.float(), forward_fast.float(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast[0].float(), exact[0], atol=3e-2, rtol=0)

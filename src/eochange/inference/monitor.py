@@ -9,12 +9,15 @@ with a neighbour) are stitched into one map per window.
 
 Tiles are grouped into square blocks of at most ``block`` pixels, one Dask task each
 (:mod:`eochange.inference.monitor_blocks`: memory bounded by the block and Ω, whatever the
-area and the length of the series), predicted in batches of (tile, window) pairs padded
-with -1 to the batch's longest window (trailing padding is truncation for this model, so
-this equals padding to Ω). Each block is written to ``OUT/probabilities.zarr`` (its own
-arrays: tasks never share a file), then marked done; a re-run skips done blocks and
-refuses other settings. The products (:mod:`eochange.inference.monitor_products`) are
-then written from the store one window at a time.
+area and the length of the series). The per-frame part of the model (conv blocks, ConvLSTM
+input convs) runs once per frame of a tile, and the recurrences of its windows run from
+those codes in batches of (tile, window) pairs: the same outputs as the model on each
+window padded with -1 to Ω (:meth:`~eochange.models.ercnn_drs.ERCNNDRS.encode_frames`,
+:meth:`~eochange.models.ercnn_drs.ERCNNDRS.decode_windows`). Each block is written to
+``OUT/probabilities.zarr`` (its own arrays: tasks never share a file), then marked done; a
+re-run skips done blocks and refuses other settings. The products
+(:mod:`eochange.inference.monitor_products`) are then written from the store one window at
+a time.
 
 Layout of ``OUT/probabilities.zarr`` (Zarr v3)::
 
@@ -82,7 +85,7 @@ class MonitorSettings:
         max_steps: Most steps of a window Ω (at most the checkpoint's).
         block: Side of the blocks of tiles computed as one task (pixels; at least one
             tile).
-        batch_size: (tile, window) pairs per forward pass (default:
+        batch_size: (tile, window) pairs per batch of recurrences (default:
             :func:`~eochange.inference.monitor_blocks.default_batch_size`).
         device: ``cpu`` or ``cuda``.
         fast: bfloat16 (CPU) / float16 (CUDA) autocast of the convolutions (the

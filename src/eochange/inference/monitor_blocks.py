@@ -1,18 +1,25 @@
-"""The blocks of ``eochange monitor``: tiles grouped into tasks, predicted window by window.
+"""The blocks of ``eochange monitor``: tiles grouped into tasks, each tile encoded once.
 
 A block is a group of whole tiles (runs of consecutive tiles along each axis, its extent at
 most ``block`` pixels square). :func:`run_block`, one Dask task, reads the block's pixels
 (deadzones included) of the steps of a group of windows spanning at most 2 Ω steps, so its
 memory is bounded by the block and Ω, never by the area or the length of the series; it
 predicts every window of every tile, one tile per model input as the model was trained
-(:func:`predict_tiles`), places each tile's core into the block's maps, and writes them to
-its own arrays of the store (see :mod:`eochange.inference.monitor`), then its marker.
+(:func:`predict_tiles`: each tile's frames are encoded once, the per-frame convolutions
+shared by the about Ω / stride windows that hold a frame, then every window is decoded:
+the ConvLSTM recurrences and the fusion head), places each tile's core into the block's
+maps, and writes them to its own arrays of the store (see
+:mod:`eochange.inference.monitor`), then its marker.
+
+Memory of a task: the frames (2 Ω x C x block² x 4 bytes), the codes of the tiles encoded
+together (:data:`CODE_BYTES`), the state of a batch of windows and the block's maps.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +31,8 @@ from torch import nn
 from zarr.codecs import BloscCodec
 
 from eochange.inference.checkpoint import load_change_model
-from eochange.models.runtime import predict_logits
+from eochange.models.ercnn_drs import ERCNNDRS
+from eochange.models.runtime import autocast_dtype, eval_mode, predict_logits, to_channels_last
 from eochange.preprocess.series import open_series
 from eochange.preprocess.stacking import StackedSeries
 from eochange.preprocess.tiling import TileLayout
@@ -34,14 +42,20 @@ if TYPE_CHECKING:
     from eochange.inference.monitor import MonitorSettings
 
 BYTES_PER_PIXEL_STEP = 1024
-"""Peak memory of the model per pixel and step of a batch (measured: about 1 KB in eval
-mode, input, per-frame activations and the ConvLSTM input gates of both branches)."""
+"""Peak memory of a forward pass per pixel and step of a batch (measured: about 1 KB in eval
+mode, input, per-frame activations and the ConvLSTM input gates of both branches). Decoding
+encoded frames takes far less (a batch's state and one step's gates), so this bound is
+conservative for ERCNN-DRS."""
 BATCH_BYTES = {"cpu": 1 << 30, "cuda": 8 << 30}
 """Activation memory a default batch may take."""
 CPU_BATCH_PIXELS = 2048
 """Tile pixels of a default CPU batch: larger batches were no faster per pixel and step
-(their recurrent state falls out of the caches: 4.3 us at 1 x 32^2, 5.5 us at 16 x 32^2)
-and take more memory."""
+(their recurrent state falls out of the caches: 4.3 us at 1 x 32^2, 5.5 us at 16 x 32^2
+window by window; decoding encoded frames, 1.5 us from 1 to 4 x 32^2, 1.6 us at 16)."""
+CODE_BYTES = {"cpu": 256 << 20, "cuda": 4 << 30}
+"""Memory the encoded frames of the tiles encoded together may take (:func:`code_bytes`; at
+least one tile): on CPU one 32 px S1/S2 tile over 2 Ω = 184 steps (217 MB), as encoding
+more tiles at once is no faster there; on GPU about 18."""
 RGB_BANDS = {"s1s2": ("B04", "B03", "B02"), "ers_ls5": ("B3", "B2", "B1")}
 """True-colour bands of each era, for the previews."""
 
@@ -112,12 +126,12 @@ def plan_tile_blocks(layout: TileLayout, block: int) -> list[TileBlock]:
 
 
 def default_batch_size(tile: int, max_steps: int, device: str) -> int:
-    """(tile, window) pairs per batch.
+    """(tile, window) pairs per batch (of a recurrence, or of a forward pass).
 
-    Within :data:`BATCH_BYTES` of activations, and on CPU at most :data:`CPU_BATCH_PIXELS`
-    tile pixels.
+    Within :data:`BATCH_BYTES` of forward activations, and on CPU at most
+    :data:`CPU_BATCH_PIXELS` tile pixels.
     """
-    gpu = str(device).startswith("cuda")
+    gpu = _device_kind(device) == "cuda"
     budget = BATCH_BYTES["cuda" if gpu else "cpu"]
     fits = max(1, budget // (BYTES_PER_PIXEL_STEP * max_steps * tile * tile))
     return fits if gpu else max(1, min(fits, CPU_BATCH_PIXELS // (tile * tile)))
@@ -134,17 +148,77 @@ def predict_tiles(
 ) -> np.ndarray:
     """Change probabilities of every window of every tile.
 
+    An :class:`~eochange.models.ercnn_drs.ERCNNDRS` encodes each tile's frames once
+    (:meth:`~eochange.models.ercnn_drs.ERCNNDRS.encode_frames`: the per-frame conv blocks and
+    ConvLSTM input convs, shared by all the windows that hold the frame) and decodes every
+    window from the codes (:meth:`~eochange.models.ercnn_drs.ERCNNDRS.decode_windows`: the
+    recurrences and the fusion head), as many tiles at a time as :data:`CODE_BYTES` allows;
+    the same outputs as the model on each window padded with -1. Other models run window
+    by window (:func:`predict_windows`).
+
     Args:
         model: ``model(x (B, T, C, h, w), valid (B, T)) -> (B, h, w)``.
         frames: ``(N, C, H, W)`` float32 model input of a region (``[asc, dsc, optical]``).
         tiles: ``(row, col, h, w)`` of the tiles in ``frames`` (all of one size).
         windows: Step ranges of ``frames``.
-        batch_size: (tile, window) pairs per forward pass.
-        fast: Reduced-precision autocast (see :func:`~eochange.models.runtime.predict_logits`).
+        batch_size: (tile, window) pairs per recurrence (or forward pass).
+        fast: Reduced-precision autocast of the per-frame and fusion-head convolutions (the
+            ConvLSTMs stay float32; see :func:`~eochange.models.runtime.predict_logits`).
         device: Where the model runs.
 
     Returns:
         ``(n_tiles, n_windows, h, w)`` float32.
+    """
+    if not isinstance(model, ERCNNDRS):
+        return predict_windows(model, frames, tiles, windows, batch_size, fast, device)
+    _, _, th, tw = tiles[0]
+    first, last = min(w.start for w in windows), max(w.end for w in windows)
+    chunk = max(1, CODE_BYTES[_device_kind(device)] // code_bytes(model, last - first, th * tw))
+    out = np.empty((len(tiles), len(windows), th, tw), np.float32)
+    with _inference(model, device, fast):
+        for t0 in range(0, len(tiles), chunk):
+            part = tiles[t0 : t0 + chunk]
+            x = np.stack([frames[first:last, :, r : r + h, c : c + w] for r, c, h, w in part])
+            x_t = torch.from_numpy(x).to(device)
+            # Every frame is real (valid), as in a window padded by pad_windows.
+            codes = model.encode_frames(x_t, torch.ones(x_t.shape[:2], dtype=torch.bool,
+                                                         device=x_t.device))  # fmt: skip
+            del x, x_t
+            pairs = [(k, w.start - first, w.end - first) for k in range(len(part))
+                     for w in windows]  # fmt: skip
+            probabilities = model.decode_windows(codes, pairs, batch_size).float().cpu()
+            out[t0 : t0 + len(part)] = probabilities.numpy().reshape(len(part), len(windows),
+                                                                     th, tw)  # fmt: skip
+            del codes
+    return out
+
+
+def code_bytes(model: ERCNNDRS, steps: int, pixels: int) -> int:
+    """Peak memory of one tile's :class:`~eochange.models.ercnn_drs.FrameCodes` while encoded.
+
+    The codes are float32 ``(steps, 4 F_sar + 4 F_opt, pixels)`` (144 channels for S1/S2:
+    0.6 MB per step of a 32² tile); encoding holds them twice for a moment (the codes of the
+    valid frames, then all of them).
+    """
+    lstms = (model.convlstm_sar, model.convlstm_opt)
+    channels = sum(4 * lstm.filters for lstm in lstms if lstm is not None)
+    return 2 * steps * channels * pixels * 4
+
+
+def predict_windows(
+    model: nn.Module,
+    frames: np.ndarray,
+    tiles: Sequence[Window],
+    windows: Sequence[StepRange],
+    batch_size: int,
+    fast: bool = False,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """:func:`predict_tiles` window by window: one model input per (tile, window) pair.
+
+    Batches of ``batch_size`` pairs padded with -1 to the batch's longest window (trailing
+    padding is truncation for ERCNN-DRS) with ``valid``. The reference for
+    :func:`predict_tiles` (same arguments and result).
     """
     _, _, th, tw = tiles[0]
     out = np.empty((len(tiles), len(windows), th, tw), np.float32)
@@ -162,6 +236,24 @@ def predict_tiles(
         for (t, w), p in zip(batch, probabilities, strict=True):
             out[t, w] = p
     return out
+
+
+def _device_kind(device: str | torch.device) -> str:
+    return "cuda" if str(device).startswith("cuda") else "cpu"
+
+
+@contextmanager
+def _inference(model: nn.Module, device: str | torch.device, fast: bool) -> Iterator[None]:
+    # predict_logits' context: eval mode, no autograd; fast: channels-last conv weights and
+    # reduced-precision autocast.
+    context: Any = nullcontext()
+    if fast:
+        to_channels_last(model)
+        device_type = torch.device(device).type
+        if torch.amp.is_autocast_available(device_type):
+            context = torch.autocast(device_type=device_type, dtype=autocast_dtype(device_type))
+    with eval_mode(model), torch.inference_mode(), context:
+        yield
 
 
 def read_frames(series: StackedSeries, steps: StepRange, window: Window) -> np.ndarray:

@@ -13,7 +13,8 @@ conv; per-gate recurrent dropout), hence its own module here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -176,29 +177,75 @@ class KerasConvLSTM(nn.Module):
         """
         # The recurrence compounds rounding over up to 110 steps: float32 even under autocast.
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return self._run(x.float(), steps)
+            x = x.float()
+            any_valid, all_valid = _step_flags(steps)
+            per_step: tuple[torch.Tensor, ...] = ()
+            if any(any_valid):
+                # The hot loop only has the recurrent conv: the input-to-gates conv of every
+                # valid frame is one batched conv (invalid frames are never read, so not
+                # computed).
+                gates_x = self.input_gates(x, None if all(all_valid) else steps)
+                # unbind, not gates_x[:, t]: the backward of T indexing ops would each allocate
+                # and zero-fill a full (B, T, 4F, H, W) gradient (quadratic in T); unbind's is
+                # one stack.
+                per_step = gates_x.unbind(1)
+            return self._recur(per_step.__getitem__, steps, x.shape[-2:], any_valid, all_valid)
 
-    def _run(self, x: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
-        batch, length, _, height, width = x.shape
-        h = x.new_zeros(batch, self.filters, height, width)
+    def input_gates(self, x: torch.Tensor, select: torch.Tensor | None = None) -> torch.Tensor:
+        """The input-to-gates pre-activations ``input_conv(x_t)`` of every frame, float32.
+
+        Args:
+            x: ``(B, T, input_dim, H, W)``.
+            select: ``(B, T)`` bool: only these frames are computed (the others are 0); None:
+                all.
+
+        Returns:
+            ``(B, T, 4F, H, W)`` float32 (computed without autocast, as in :meth:`forward`).
+        """
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return _on_frames(self.input_conv, x.float(), select)
+
+    def recurrence(
+        self,
+        gates_at: Callable[[int], torch.Tensor],
+        steps: torch.Tensor,
+        size: tuple[int, int],
+    ) -> torch.Tensor:
+        """Run the recurrence on precomputed input gates (the loop of :meth:`forward`).
+
+        Args:
+            gates_at: ``t -> (B, 4F, H, W)`` float32 input-to-gates pre-activations of step t
+                (:meth:`input_gates`); only called on the steps some sample takes.
+            steps: ``(B, T)`` bool, True where the step updates the state.
+            size: ``(H, W)``.
+
+        Returns:
+            The last hidden state ``(B, F, H, W)``, float32; zeros if no step is taken.
+        """
+        with torch.autocast(device_type=steps.device.type, enabled=False):
+            return self._recur(gates_at, steps, size, *_step_flags(steps))
+
+    def _recur(
+        self,
+        gates_at: Callable[[int], torch.Tensor],
+        steps: torch.Tensor,
+        size: tuple[int, int] | torch.Size,
+        any_valid: list[bool],
+        all_valid: list[bool],
+    ) -> torch.Tensor:
+        # Float32 (autocast off), zero initial state (the output where no step is taken).
+        batch, (height, width) = steps.shape[0], size
+        h = torch.zeros(batch, self.filters, height, width, device=steps.device)
         c = h.clone()
-        any_valid = steps.any(dim=0).tolist()  # one host sync, not one per step
-        all_valid = steps.all(dim=0).tolist()
         if not any(any_valid):
             return h
-        # The hot loop only has the recurrent conv: the input-to-gates conv of every valid
-        # frame is one batched conv (invalid frames are never read, so not computed).
-        gates_x = _on_frames(self.input_conv, x, None if all(all_valid) else steps)
-        # unbind, not gates_x[:, t]: the backward of T indexing ops would each allocate and
-        # zero-fill a full (B, T, 4F, H, W) gradient (quadratic in T); unbind's is one stack.
-        per_step = gates_x.unbind(1)
         masks = None
         if self.training and self.recurrent_dropout > 0:
             keep = 1.0 - self.recurrent_dropout
             # The four per-gate masks side by side: gate g sees h * masks[:, gF:(g+1)F].
             masks = torch.bernoulli(h.new_full((batch, 4 * self.filters, height, width), keep))
             masks = masks / keep
-        for t in range(length):
+        for t in range(steps.shape[1]):
             if not any_valid[t]:
                 continue
             if masks is None:
@@ -207,7 +254,7 @@ class KerasConvLSTM(nn.Module):
                 # Grouped conv: group g convolves h * mask_g with the gate-g rows of the kernel.
                 dropped = h.repeat(1, 4, 1, 1) * masks
                 gates_h = F.conv2d(dropped, self.recurrent_conv.weight, padding=1, groups=4)
-            z_i, z_f, z_c, z_o = torch.split(per_step[t] + gates_h, self.filters, dim=1)
+            z_i, z_f, z_c, z_o = torch.split(gates_at(t) + gates_h, self.filters, dim=1)
             c_next = hard_sigmoid(z_f) * c + hard_sigmoid(z_i) * torch.tanh(z_c)
             h_next = hard_sigmoid(z_o) * torch.tanh(c_next)
             if all_valid[t]:
@@ -216,6 +263,39 @@ class KerasConvLSTM(nn.Module):
                 update = steps[:, t].view(-1, 1, 1, 1)
                 h, c = torch.where(update, h_next, h), torch.where(update, c_next, c)
         return h
+
+
+def _step_flags(steps: torch.Tensor) -> tuple[list[bool], list[bool]]:
+    # Per step: does any sample / every sample take it (one host sync each, not one per step).
+    return steps.any(dim=0).tolist(), steps.all(dim=0).tolist()
+
+
+@dataclass(frozen=True)
+class FrameCodes:
+    """Per-frame ConvLSTM inputs of series of frames (:meth:`ERCNNDRS.encode_frames`).
+
+    Args:
+        sar: ``(B, N, 4 F_sar, H, W)`` float32 input-to-gates pre-activations of the SAR
+            ConvLSTM (gates i, f, c, o), or None without a SAR branch.
+        optical: ``(B, N, 4 F_opt, H, W)`` those of the optical ConvLSTM, or None.
+        steps: ``(B, N)`` bool, the frames the ConvLSTMs take (the model's step rule).
+    """
+
+    sar: torch.Tensor | None
+    optical: torch.Tensor | None
+    steps: torch.Tensor
+
+    @property
+    def branches(self) -> int:
+        """Number of branches encoded."""
+        return (self.sar is not None) + (self.optical is not None)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Frame ``(H, W)``."""
+        gates = self.sar if self.sar is not None else self.optical
+        assert gates is not None
+        return int(gates.shape[-2]), int(gates.shape[-1])
 
 
 @register_model("ercnn_drs")
@@ -251,6 +331,11 @@ class ERCNNDRS(nn.Module):
     ``masked_bn=True`` computes the per-frame blocks on valid frames only, so the
     statistics exclude them. In eval mode invalid frames are never computed either way
     (same outputs, less work).
+
+    **Overlapping windows** (eval mode): :meth:`encode_frames` computes the per-frame part
+    (masking, conv blocks, ConvLSTM input convs) once for every frame of a series, and
+    :meth:`decode_windows` runs the recurrences and the fusion head of any step ranges of it:
+    the outputs of :meth:`forward` on each window, without recomputing a frame per window.
 
     Args:
         era: ``s1s2`` (17 channels, branch widths SAR 10 / optical 26) or ``ers_ls5``
@@ -374,6 +459,137 @@ class ERCNNDRS(nn.Module):
             DataError: ``x`` not 5-D or with a wrong channel count, or ``valid`` not a
                 ``(B, T)`` bool tensor.
         """
+        x, steps = self._prepare(x, valid)
+        # Per-frame blocks: all frames in training (upstream BN statistics include padding)
+        # unless masked_bn; valid frames only otherwise (eval: same outputs, less work).
+        select = None if self.training and not self.masked_bn else steps
+        hidden = []
+        for _, frames, blocks, lstm in self._branches(x):
+            if select is not None and not bool(select.any()):
+                # Nothing valid anywhere: the state stays 0 (and BN sees no empty batch).
+                hidden.append(frames.new_zeros(x.shape[0], lstm.filters, *x.shape[-2:]))
+            else:
+                hidden.append(lstm(_on_frames(_chain(blocks), frames, select), steps))
+        return self._head(hidden, x.dtype)
+
+    def encode_frames(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> FrameCodes:
+        """The per-frame part of :meth:`forward`, once for frames shared by many windows.
+
+        In eval mode a frame's per-frame work is the same in every window that contains it:
+        the Keras masking, the conv blocks (BatchNorm with its running statistics) and each
+        ConvLSTM's input-to-gates conv. This computes it once per frame of a series;
+        :meth:`decode_windows` then runs the recurrences and the fusion head of any step
+        ranges of it. Under autocast the conv blocks run in reduced precision as in
+        :meth:`forward`; the input-to-gates conv and the codes are float32 (as in
+        :meth:`forward`).
+
+        Args:
+            x: ``(B, N, C, H, W)``: B series (e.g. tiles) of N frames, channels as
+                :meth:`forward`.
+            valid: ``(B, N)`` bool, True for real frames; None: derived. The step rule is
+                :meth:`forward`'s, applied to each frame: a window of frames then takes the
+                steps :meth:`forward` takes on them padded with -1 (given ``valid`` sliced
+                to the window and padded with False).
+
+        Returns:
+            The :class:`FrameCodes` (codes only of the frames the ConvLSTMs take; 0 on
+            the others, which are never read).
+
+        Raises:
+            RuntimeError: The model is in training mode (BatchNorm batch statistics and
+                recurrent dropout would make a frame's codes depend on the window).
+            DataError: As :meth:`forward`.
+        """
+        self._require_eval("encode_frames")
+        x, steps = self._prepare(x, valid)
+        select = None if bool(steps.all()) else steps  # None: every frame, no gather
+        anything = bool(steps.any())
+        codes: dict[str, torch.Tensor] = {}
+        for name, frames, blocks, lstm in self._branches(x):
+            if not anything:  # no frame to compute (and BN sees no empty batch)
+                size = (*steps.shape, 4 * lstm.filters, *x.shape[-2:])
+                codes[name] = torch.zeros(size, device=x.device)
+            else:
+                features = _on_frames(_chain(blocks), frames, select)
+                codes[name] = lstm.input_gates(features, select)
+        return FrameCodes(codes.get("sar"), codes.get("optical"), steps)
+
+    def decode_windows(
+        self,
+        codes: FrameCodes,
+        windows: Sequence[tuple[int, int, int]],
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """Score the windows of encoded frames: :meth:`forward` on each, from the codes.
+
+        Windows are batched ``batch_size`` at a time; a batch's ConvLSTMs run over its
+        longest window, each window's steps being ``codes.steps`` of its frames then False
+        (trailing padding, i.e. truncation, as in :meth:`forward`). The input gates of step
+        t of a batch are gathered from the codes step by step (``(batch, 4F, H, W)`` at a
+        time, never a ``(batch, T, 4F, H, W)`` copy), and the recurrence is
+        :meth:`KerasConvLSTM.recurrence`, the loop of :meth:`forward`. Equals
+        :meth:`forward` on the window's frames padded with -1 (float32 rounding apart).
+
+        Args:
+            codes: :meth:`encode_frames` of B series of N frames.
+            windows: ``(b, start, end)``: frames ``[start, end)`` of series b.
+            batch_size: Windows per batch (None: all at once).
+
+        Returns:
+            Change probabilities ``(len(windows), H, W)`` in [0, 1].
+
+        Raises:
+            RuntimeError: The model is in training mode.
+            DataError: Codes of another variant, a window outside the frames or empty.
+        """
+        self._require_eval("decode_windows")
+        parts = {"sar": (codes.sar, self.convlstm_sar),
+                 "optical": (codes.optical, self.convlstm_opt)}  # fmt: skip
+        branches = [(gates, lstm) for gates, lstm in parts.values() if lstm is not None]
+        if any(gates is None for gates, _ in branches) or len(branches) != codes.branches:
+            raise DataError(f"decode_windows: codes of another variant than {self.variant!r}")
+        series, frames = codes.steps.shape
+        for b, start, end in windows:
+            if not (0 <= b < series and 0 <= start < end <= frames):
+                raise DataError(
+                    f"decode_windows: window ({b}, {start}, {end}) is not a non-empty step "
+                    f"range of {series} series of {frames} frames"
+                )
+        height, width = codes.size
+        out = []
+        batch_size = batch_size or max(1, len(windows))
+        for first in range(0, len(windows), batch_size):
+            batch = windows[first : first + batch_size]
+            steps = torch.zeros(len(batch), max(end - start for _, start, end in batch),
+                                dtype=torch.bool, device=codes.steps.device)  # fmt: skip
+            for k, (b, start, end) in enumerate(batch):
+                steps[k, : end - start] = codes.steps[b, start:end]
+            # Row of step t of each window in the flattened (B * N, 4F, H, W) codes; steps
+            # past a window's end are not taken (any row will do).
+            rows = torch.tensor([b * frames + start for b, start, _ in batch])
+            rows = rows[:, None] + torch.arange(steps.shape[1])
+            rows = rows.clamp(max=series * frames - 1).to(codes.steps.device)
+            hidden = []
+            for gates, lstm in branches:
+                assert gates is not None
+                flat = gates.flatten(0, 1)
+                gates_at = functools.partial(_gather_step, flat, rows)
+                hidden.append(lstm.recurrence(gates_at, steps, (height, width)))
+            out.append(self._head(hidden, torch.float32))
+        return torch.cat(out)
+
+    def _require_eval(self, name: str) -> None:
+        if self.training:
+            raise RuntimeError(
+                f"ERCNNDRS.{name}: eval mode only (in training, BatchNorm batch statistics "
+                "and recurrent dropout make a frame's work depend on its window); call "
+                "model.eval() first"
+            )
+
+    def _prepare(
+        self, x: torch.Tensor, valid: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # The checks, the variant's channels, the step mask and the Keras masking.
         if x.ndim != 5 or x.shape[1] < 1:
             raise DataError(
                 f"x: expected (B, T, C, H, W) with T >= 1 for ERCNN-DRS, got {tuple(x.shape)}"
@@ -383,38 +599,39 @@ class ERCNNDRS(nn.Module):
         x = x[:, :, self._input_slice(x.shape[2])]
         steps = self.step_mask(x, valid)
         # Keras Masking: pixels whose channels are all -1 become 0 (padded frames included).
-        x = x * (x != PAD_VALUE).any(dim=2, keepdim=True)
-        # Per-frame blocks: all frames in training (upstream BN statistics include padding)
-        # unless masked_bn; valid frames only otherwise (eval: same outputs, less work).
-        select = None if self.training and not self.masked_bn else steps
-        hidden = []
+        return x * (x != PAD_VALUE).any(dim=2, keepdim=True), steps
+
+    def _branches(
+        self, x: torch.Tensor
+    ) -> list[tuple[str, torch.Tensor, list[ConvBNReLU], KerasConvLSTM]]:
+        # (name, the branch's channels of x, per-frame blocks, ConvLSTM), SAR first.
+        branches = []
         if self.conv_sar is not None and self.convlstm_sar is not None:
             sar = x[:, :, : self.sar_channels]
-            hidden.append(self._branch(sar, [self.conv_sar], self.convlstm_sar, steps, select))
+            branches.append(("sar", sar, [self.conv_sar], self.convlstm_sar))
         if self.conv_opt_1 is not None and self.conv_opt_2 is not None:
             assert self.convlstm_opt is not None
             optical = x[:, :, -self.optical_channels :]
             blocks = [self.conv_opt_1, self.conv_opt_2]
-            hidden.append(self._branch(optical, blocks, self.convlstm_opt, steps, select))
-        out = self.conv_concat_2(self.conv_concat_1(torch.cat(hidden, dim=1).to(x.dtype)))
+            branches.append(("optical", optical, blocks, self.convlstm_opt))
+        return branches
+
+    def _head(self, hidden: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+        # Last hidden states [SAR, optical] (B, F, H, W) -> change probabilities (B, H, W).
+        out = self.conv_concat_2(self.conv_concat_1(torch.cat(hidden, dim=1).to(dtype)))
         return torch.sigmoid(self.conv_sigmoid(out)).squeeze(1)
 
-    @staticmethod
-    def _branch(
-        x: torch.Tensor,
-        blocks: list[ConvBNReLU],
-        lstm: KerasConvLSTM,
-        steps: torch.Tensor,
-        select: torch.Tensor | None,
-    ) -> torch.Tensor:
-        # (B, T, C, H, W) -> last hidden state (B, F, H, W).
-        if select is not None and not bool(select.any()):
-            # Nothing valid anywhere: the state stays 0 (and BN sees no empty batch).
-            return x.new_zeros(x.shape[0], lstm.filters, *x.shape[-2:])
 
-        def per_frame(frames: torch.Tensor) -> torch.Tensor:
-            for block in blocks:
-                frames = block(frames)
-            return frames
+def _chain(blocks: list[ConvBNReLU]) -> Callable[[torch.Tensor], torch.Tensor]:
+    # The per-frame blocks of a branch as one function of (N, C, H, W) frames.
+    def per_frame(frames: torch.Tensor) -> torch.Tensor:
+        for block in blocks:
+            frames = block(frames)
+        return frames
 
-        return lstm(_on_frames(per_frame, x, select), steps)
+    return per_frame
+
+
+def _gather_step(flat: torch.Tensor, rows: torch.Tensor, t: int) -> torch.Tensor:
+    # The (batch, 4F, H, W) input gates of step t of a batch: rows[:, t] of the flat codes.
+    return flat.index_select(0, rows[:, t])
