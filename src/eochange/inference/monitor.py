@@ -33,7 +33,6 @@ Layout of ``OUT/probabilities.zarr`` (Zarr v3)::
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import time
@@ -57,6 +56,7 @@ from eochange.inference.monitor_blocks import (
     plan_tile_blocks,
     run_block,
 )
+from eochange.io.resume import plain, refuse_other_settings
 from eochange.parallel import check_scheduler, map_tasks, usable_cores
 from eochange.preprocess.series import open_series, series_layout
 from eochange.preprocess.stacking import StackedSeries
@@ -356,18 +356,16 @@ def _open_store(
         ],  # fmt: skip
         "preview_step": preview_step,
     }
-    attrs = json.loads(json.dumps(attrs))
+    attrs = plain(attrs)
     if (store / "zarr.json").exists():
         saved = dict(zarr.open_group(store, mode="r").attrs)
-        for key, value in attrs.items():
-            if saved.get(key) != value:
-                what = {
-                    "checkpoint_sha256": "another checkpoint",
-                    "series": "another series",
-                    "windows": "other windows (the series changed)",
-                }.get(key, "other settings")
-                raise ConfigError(f"{store.parent}: an existing output made with {what}; "
-                                  "delete it or write to another folder")  # fmt: skip
+        reasons = {
+            "checkpoint_sha256": "another checkpoint",
+            "series": "another series",
+            "windows": "other windows (the series changed)",
+        }
+        reasons.update({key: "other settings" for key in attrs if key not in reasons})
+        refuse_other_settings(store.parent, saved, attrs, attrs, "output", reasons)
         return
     root = zarr.open_group(store, mode="w")
     root.attrs.update({**attrs, "checkpoint": checkpoint, "version": __version__})

@@ -22,7 +22,6 @@ parameters is refused (delete the series or choose another output). The series i
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -35,6 +34,7 @@ from zarr.codecs import BloscCodec
 
 from eochange import __version__
 from eochange.errors import ConfigError, DataError
+from eochange.io.resume import refuse_other_settings
 from eochange.parallel import map_tasks
 from eochange.preprocess.eras import Era, get_era
 from eochange.preprocess.stacking import (
@@ -252,12 +252,7 @@ def _open_or_create(
         saved = dict(root.attrs)
         if saved.get("format") != SERIES_FORMAT:
             raise DataError(f"{out}: exists and is not an eochange series")
-        for key in ("settings", "inputs", "layout"):
-            if json.loads(json.dumps(saved.get(key))) != json.loads(json.dumps(attrs[key])):
-                raise ConfigError(
-                    f"{out}: an existing series made with other {key} ({saved.get(key)}); "
-                    "delete it or write to another folder"
-                )
+        refuse_other_settings(out, saved, attrs, ("settings", "inputs", "layout"), "series")
         if not np.array_equal(root["times"][:], times):
             raise DataError(f"{out}: the inputs now give other step times; delete the series")
         return root

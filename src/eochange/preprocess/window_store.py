@@ -21,7 +21,6 @@ with a marker and refuses other settings.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +31,8 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from eochange import __version__
-from eochange.errors import ConfigError, DataError
+from eochange.errors import DataError
+from eochange.io.resume import refuse_other_settings
 from eochange.preprocess.tiling import TileLayout
 from eochange.preprocess.windowing import StepRange, Triplet
 
@@ -85,13 +85,8 @@ def create_store(
     steps = step_table(windows)
     if path.exists():
         root = zarr.open_group(path, mode="r+")
-        saved = json.loads(json.dumps(dict(root.attrs)))
-        for key in ("format", "series", "settings", "tiles"):
-            if saved.get(key) != json.loads(json.dumps(attrs[key])):
-                raise ConfigError(
-                    f"{path}: an existing window store made with other {key}; delete it or "
-                    "write to another folder"
-                )
+        keys = ("format", "series", "settings", "tiles")
+        refuse_other_settings(path, dict(root.attrs), attrs, keys, "window store")
         if not np.array_equal(root["steps"][:], steps):
             raise DataError(f"{path}: the series now gives other windows; delete the store")
         return root
