@@ -40,6 +40,8 @@ bench: $(VENV)/.installed-test
 	$(VENV)/bin/python benchmarks/mapping.py
 	$(VENV)/bin/python benchmarks/sen12ms.py
 	$(VENV)/bin/python benchmarks/preprocessing.py
+	$(VENV)/bin/python benchmarks/ercnn.py
+	$(VENV)/bin/python benchmarks/monitor.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info src/*.egg-info
