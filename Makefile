@@ -37,6 +37,7 @@ bench: $(VENV)/.installed-test
 	$(VENV)/bin/python benchmarks/metrics.py
 	$(VENV)/bin/python benchmarks/models.py
 	$(VENV)/bin/python benchmarks/training.py
+	$(VENV)/bin/python benchmarks/semisupervised.py
 	$(VENV)/bin/python benchmarks/mapping.py
 	$(VENV)/bin/python benchmarks/sen12ms.py
 	$(VENV)/bin/python benchmarks/preprocessing.py

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eochange.datamodules.samplers import CubeSampler, EpochSampler
+from eochange.datamodules.samplers import CubeSampler, EpochSampler, StreamSampler
 
 
 def _indices(sampler: EpochSampler) -> list[int]:
@@ -150,3 +150,38 @@ def test_cube_sampler_partitions_whole_cubes(samples, world):
     loads = [len(shard) for shard in shards]
     if sizes:
         assert max(loads) - min(loads) <= max(sizes.values())
+
+
+def test_stream_sampler_cuts_fixed_epochs_from_shuffled_passes():
+    sampler = StreamSampler(size=5, batches=3, batch_size=2, seed=1)  # 6 indices an epoch
+    assert len(sampler) == 6
+    passes = [sampler.permutation(p) for p in range(4)]
+    assert all(sorted(order) == list(range(5)) for order in passes)
+    assert passes[0] != passes[1]
+    stream = [(i, p) for p, order in enumerate(passes) for i in order]
+    epochs = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        epochs.append(list(sampler))
+    # epoch e is stream positions 6e .. 6e + 5; every index comes with its pass (the key
+    # of its augmentation), so an index seen twice gets new crops
+    assert epochs == [stream[0:6], stream[6:12], stream[12:18]]
+    assert epochs[0][5] == (passes[1][0], 1)
+
+
+def test_stream_sampler_shards_the_stream_over_processes():
+    world = 3
+    shards = []
+    for rank in range(world):
+        sampler = StreamSampler(7, batches=2, batch_size=2, seed=0, rank=rank, world_size=world)
+        sampler.set_epoch(1)
+        shards.append(list(sampler))
+    assert [len(s) for s in shards] == [4, 4, 4]
+    whole = StreamSampler(7, batches=2 * world, batch_size=2, seed=0)
+    whole.set_epoch(1)
+    # interleaved: position k of the epoch goes to rank k mod 3
+    assert [pair for k in range(4) for pair in (s[k] for s in shards)] == list(whole)
+    with pytest.raises(ValueError, match="rank"):
+        StreamSampler(7, 1, 1, rank=3, world_size=3)
+    with pytest.raises(ValueError, match="non-empty"):
+        StreamSampler(0, 1, 1)

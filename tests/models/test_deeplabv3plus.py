@@ -181,3 +181,92 @@ def test_bad_arguments():
         create("deeplabv3plus", backbone="resnet18")
     with pytest.raises(ConfigError, match="output_stride"):
         create("deeplabv3plus", output_stride=32)
+
+
+# --- the CAC options -----------------------------------------------------------------
+
+
+def test_projection_head():
+    torch.manual_seed(0)
+    model = create("deeplabv3plus", in_channels=4, num_classes=6, backbone="resnet50",
+                   projection_dim=128).eval()  # fmt: skip
+    state = model.state_dict()
+    assert state["projection.0.weight"].shape == (256, 256, 1, 1)
+    assert state["projection.2.weight"].shape == (128, 256, 1, 1)
+    assert {k for k in state if k.startswith("projection")} == {
+        "projection.0.weight",
+        "projection.0.bias",
+        "projection.2.weight",
+        "projection.2.bias",
+    }
+    # 256 * 256 + 256 + 256 * 128 + 128 parameters, trained with the head
+    plain = create("deeplabv3plus", in_channels=4, num_classes=6, backbone="resnet50")
+    ones, tens = model.param_groups()
+    assert _count(tens) - _count(plain.param_groups()[1]) == 98_688
+    assert _count(ones) + _count(tens) == _count(model.parameters())
+    # PyTorch's default init (uniform within 1 / sqrt(fan_in)), not the Kaiming of the rest
+    assert model.projection[0].weight.abs().max() <= 1 / 16
+    x = torch.randn(2, 4, 64, 64)
+    with torch.no_grad():
+        encoded = model.encode(x)
+        assert encoded.shape == (2, 256, 16, 16) and encoded.min() >= 0  # after the ReLU
+        z = model.project(torch.nn.functional.avg_pool2d(encoded, 2))
+        assert z.shape == (2, 128, 8, 8)
+        torch.testing.assert_close(z.norm(dim=1), torch.ones(2, 8, 8))
+        # eval mode (no dropout): the three paths to the logits agree
+        logits = model.logits(encoded)
+        assert logits.shape == (2, 6, 16, 16)
+        resized = torch.nn.functional.interpolate(logits, size=(64, 64), mode="bilinear",
+                                                  align_corners=True)  # fmt: skip
+        torch.testing.assert_close(model(x), resized)
+        torch.testing.assert_close(model.classify(model.features(x), (64, 64)), resized)
+    with pytest.raises(ConfigError, match="projection_dim"):
+        plain.project(encoded)
+    with pytest.raises(ConfigError, match="projection_dim"):
+        create("deeplabv3plus", projection_dim=0)
+
+
+def test_cac_head_initialisation():
+    torch.manual_seed(0)
+    model = create("deeplabv3plus", backbone="resnet50", head_init="fan_in")
+    for conv, fan_in in (
+        (model.aspp.aspp2.atrous_conv, 2048 * 9),
+        (model.aspp.conv1, 1280),
+        (model.decoder.last_conv[0], 304 * 9),
+        (model.decoder.last_conv[8], 256),
+    ):
+        assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.1)
+    # the backbone keeps fan-out
+    conv = model.backbone.layer4[0].conv2
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (512 * 9)), rel=0.03)
+    with pytest.raises(ConfigError, match="head_init"):
+        create("deeplabv3plus", head_init="xavier")
+
+
+def test_stem_from_rgb_weights(tmp_path):
+    path = tmp_path / "resnet50-imagenet.pth"
+    state = _torchvision_state(50)
+    torch.save(state, path)
+    model = create("deeplabv3plus", in_channels=4, num_classes=6, backbone="resnet50",
+                   backbone_weights=path, stem_weights="rgb")  # fmt: skip
+    rgb = state["conv1.weight"]
+    stem = model.backbone.conv1.weight.detach()
+    assert stem.shape == (64, 4, 7, 7)
+    # R, G, B filters for bands 0-2, their mean for NIR, all x 3/4
+    torch.testing.assert_close(stem[:, :3], rgb * 0.75)
+    torch.testing.assert_close(stem[:, 3], rgb.mean(dim=1) * 0.75)
+    torch.testing.assert_close(
+        model.backbone.layer1[0].conv1.weight, state["layer1.0.conv1.weight"]
+    )
+    # three bands: the filters themselves
+    three = create("deeplabv3plus", in_channels=3, backbone="resnet50", backbone_weights=path,
+                   stem_weights="rgb")  # fmt: skip
+    torch.testing.assert_close(three.backbone.conv1.weight, rgb)
+    del state["conv1.weight"]
+    torch.save(state, tmp_path / "no_stem.pth")
+    with pytest.raises(DataError, match=r"no_stem\.pth: .*conv1\.weight: expected RGB filters"):
+        model.load_backbone(tmp_path / "no_stem.pth")
+    with pytest.raises(ConfigError, match="at least 3 bands"):
+        create("deeplabv3plus", in_channels=2, stem_weights="rgb")
+    with pytest.raises(ConfigError, match="stem_weights"):
+        create("deeplabv3plus", stem_weights="imagenet")

@@ -10,6 +10,8 @@ themselves.
 - :class:`CubeSampler`: every cube's months in order, whole cubes per process, so that
   change metrics over consecutive months can be computed where the predictions are.
 - :class:`ShardSampler`: evaluation of independent samples (patches), each counted once.
+- :class:`StreamSampler`: epochs of a fixed number of batches over an endless stream of
+  shuffled passes (semi-supervised training zips two datasets of different sizes).
 """
 
 from __future__ import annotations
@@ -121,3 +123,64 @@ class ShardSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices)
+
+
+class StreamSampler(Sampler[tuple[int, int]]):
+    """Fixed-length epochs cut from an endless stream of shuffled passes over a dataset.
+
+    The stream is pass 0, pass 1, ... each a permutation of ``0..size-1`` drawn from
+    ``(seed, pass)``; epoch ``e`` takes stream positions ``[e * n * world, (e + 1) * n *
+    world)`` with ``n = batches * batch_size``, process ``rank`` every ``world``-th of them.
+    Each index comes with its pass number, the key of its augmentation, so an index seen
+    again (in the same epoch or later) gets new random crops, and a resumed run sees the
+    same stream. This is how two datasets of different sizes give the same number of
+    batches an epoch (CAC's fixed iterations per epoch) without replaying batches.
+
+    Args:
+        size: Dataset length.
+        batches: Batches per epoch and process.
+        batch_size: Samples per batch.
+        seed: Seed of the shuffles.
+        rank: This process's rank.
+        world_size: Number of processes.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batches: int,
+        batch_size: int,
+        seed: int = 10,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        if size < 1:
+            raise ValueError("StreamSampler needs a non-empty dataset")
+        self.size, self.seed = size, seed
+        self.length = batches * batch_size
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of each epoch."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def permutation(self, stream_pass: int) -> list[int]:
+        """The order of pass ``stream_pass``."""
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + stream_pass)
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        start = self.epoch * self.length * self.world_size
+        stop = start + self.length * self.world_size
+        orders: dict[int, list[int]] = {}
+        for position in range(start + self.rank, stop, self.world_size):
+            stream_pass, offset = divmod(position, self.size)
+            if stream_pass not in orders:
+                orders = {stream_pass: self.permutation(stream_pass)}
+            yield orders[stream_pass][offset], stream_pass

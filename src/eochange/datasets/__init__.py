@@ -12,6 +12,7 @@ from typing import Any
 _LAZY = {
     "DFC2020": "eochange.datasets.dfc2020",
     "DynamicEarthNet": "eochange.datasets.dynamicearthnet",
+    "DynamicEarthNetUnlabelled": "eochange.datasets.dynamicearthnet_unlabelled",
     "SEN12MS": "eochange.datasets.sen12ms",
 }
 

@@ -22,10 +22,10 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from eochange.datasets import dynamicearthnet_layout as layout
-from eochange.datasets.dynamicearthnet_sources import CubeSource, RawSource, Source
+from eochange.datasets.dynamicearthnet_sources import Source, open_source
 from eochange.datasets.transforms import CropPlan, normalise, plan_upstream_crop, resample
 from eochange.errors import ConfigError
-from eochange.io.cube import Grid, is_cube
+from eochange.io.cube import Grid
 from eochange.report.colour import true_colour
 
 Sample = dict[str, Any]
@@ -99,12 +99,7 @@ class DynamicEarthNet(torch.utils.data.Dataset):
         self.epoch = 0
         self.label_policy = label_policy
         self.normalize = normalize
-        if is_cube(root):
-            if path_rewrite is not None:
-                raise ConfigError("path_rewrite applies to the raw layout, not to a cube")
-            self.source: Source = CubeSource(root)
-        else:
-            self.source = RawSource(root, path_rewrite)
+        self.source: Source = open_source(root, path_rewrite)
         self.entries = self.source.entries(split)
 
     def __len__(self) -> int:

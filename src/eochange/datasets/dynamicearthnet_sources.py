@@ -16,8 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from eochange.datasets import dynamicearthnet_layout as layout
-from eochange.errors import DataError
-from eochange.io.cube import Cube, Grid, Window
+from eochange.errors import ConfigError, DataError
+from eochange.io.cube import Cube, Grid, Window, is_cube
 from eochange.io.raster import raster_info, read_raster
 
 IMAGE_DTYPES = ("uint16", "int16")
@@ -216,3 +216,18 @@ class CubeSource:
     def read_label_bits(self, entry: layout.SplitEntry, window: Window | None) -> np.ndarray:
         """Read a window of the month's label bit mask."""
         return self.cube.area(entry.cube_id).read_label_bits(entry.month, window)
+
+
+def open_source(
+    root: str | os.PathLike[str], path_rewrite: str | tuple[str, str] | None = None
+) -> RawSource | CubeSource:
+    """The source of ``root``: a :class:`CubeSource` for a cube, else a :class:`RawSource`.
+
+    Raises:
+        ConfigError: ``path_rewrite`` given for a cube (it applies to split files only).
+    """
+    if is_cube(root):
+        if path_rewrite is not None:
+            raise ConfigError("path_rewrite applies to the raw layout, not to a cube")
+        return CubeSource(root)
+    return RawSource(root, path_rewrite)

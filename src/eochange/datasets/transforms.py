@@ -193,6 +193,47 @@ class CropPlan:
         )
 
 
+def draw_rescale(
+    rng: random.Random,
+    height: int,
+    width: int,
+    crop_size: int,
+    scale_range: Sequence[float],
+    option: str = "scale_range",
+) -> tuple[int, int]:
+    """Draw the size of a random rescale: long side ``randint(lo * width, hi * width)``.
+
+    The aspect ratio is kept (sides rounded half up). Shared by the upstream training
+    crop and CAC's unlabelled pairs.
+
+    Args:
+        rng: Python random generator (one ``randint`` is drawn).
+        height: Source height.
+        width: Source width (the ``base`` of the range).
+        crop_size: Crop side that must fit the smallest possible rescale.
+        scale_range: Long-side range as fractions of the width.
+        option: Name of the range in the error message.
+
+    Returns:
+        ``(scaled_height, scaled_width)``.
+
+    Raises:
+        ConfigError: The crop does not fit the smallest rescaled image.
+    """
+    low, high = int(width * scale_range[0]), int(width * scale_range[1])
+    shortest = low if height == width else int(low * min(height, width) / max(height, width) + 0.5)
+    if crop_size > shortest:
+        raise ConfigError(
+            f"crop_size: {crop_size} does not fit the smallest rescaled image ({shortest} px "
+            f"for {height}x{width} inputs with {option} {tuple(scale_range)}); use crop_size "
+            f"<= {shortest}"
+        )
+    longside = rng.randint(low, high)
+    if height > width:
+        return longside, int(longside * width / height + 0.5)
+    return int(longside * height / width + 0.5), longside
+
+
 def plan_upstream_crop(
     rng: random.Random,
     height: int,
@@ -217,19 +258,7 @@ def plan_upstream_crop(
         ConfigError: The crop does not fit the smallest rescaled image.
 
     """
-    low, high = int(width * scale_range[0]), int(width * scale_range[1])
-    shortest = low if height == width else int(low * min(height, width) / max(height, width) + 0.5)
-    if crop_size > shortest:
-        raise ConfigError(
-            f"crop_size: {crop_size} does not fit the smallest rescaled image ({shortest} px "
-            f"for {height}x{width} inputs with scale_range {scale_range}); use crop_size <= "
-            f"{shortest}"
-        )
-    longside = rng.randint(low, high)
-    if height > width:
-        scaled_h, scaled_w = longside, int(longside * width / height + 0.5)
-    else:
-        scaled_h, scaled_w = int(longside * height / width + 0.5), longside
+    scaled_h, scaled_w = draw_rescale(rng, height, width, crop_size, scale_range)
     top = rng.randint(0, scaled_h - crop_size)
     left = rng.randint(0, scaled_w - crop_size)
     flip = rng.random() > 0.5

@@ -14,6 +14,14 @@ the stride-4 ``layer1`` features:
 Keys match the baseline checkpoints (``backbone.*``, ``aspp.*``, ``decoder.*``; 680
 entries with ResNet-101). With 12 bands and 10 classes: 59,369,706 parameters, of which
 42,528,384 in the backbone (1x learning rate) and 16,841,322 in the head (10x).
+
+The same network is the one of the semi-supervised CAC baseline (Lai et al., CVPR 2021;
+``tasks/semisupervised.py``), whose options are off by default: ``projection_dim`` adds
+the contrastive projection head (``projection.*``: 1x1 256->256 with bias, ReLU, 1x1
+256->``projection_dim`` with bias, no BatchNorm, PyTorch's default init), ``head_init=
+"fan_in"`` CAC's Kaiming fan-in init of the ASPP, decoder and classifier, and
+``stem_weights="rgb"`` a first convolution built from the RGB filters of ImageNet
+weights for more than three bands.
 """
 
 from __future__ import annotations
@@ -35,6 +43,12 @@ ASPP_DILATIONS = {16: (6, 12, 18), 8: (12, 24, 36)}
 """Dilations of the three 3x3 ASPP branches per output stride."""
 MULTI_GRID = (1, 2, 4)
 """Factors of the ``layer4`` dilation, block by block."""
+HEAD_INITS = ("fan_out", "fan_in")
+"""Kaiming-normal modes of the ASPP/decoder/classifier init: DFC2020 baseline, CAC."""
+STEM_WEIGHTS = ("init", "rgb")
+"""What ``conv1`` gets when backbone weights are loaded (see :class:`DeepLabV3Plus`)."""
+PROJECTION_HIDDEN = 256
+"""Width of the projection head's hidden layer (CAC's ``out_dim``)."""
 
 
 class ASPPBranch(nn.Module):
@@ -122,14 +136,22 @@ class Decoder(nn.Module):
             nn.Conv2d(256, num_classes, 1),
         )
 
-    def features(self, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
         """ASPP ``(B, d_aspp, h, w)`` and ``(B, d_low, H/4, W/4)`` -> ``(B, 256, H/4, W/4)``.
 
-        The map the final 1x1 classifier sees (after its Dropout(0.1) in training).
+        The decoder's last ReLU output, before the classifier's Dropout(0.1) (CAC's
+        "encoder output").
         """
         low_level = self.relu(self.bn1(self.conv1(low_level)))
         x = F.interpolate(x, size=low_level.shape[-2:], mode="bilinear", align_corners=True)
-        return self.last_conv[:-1](torch.cat([x, low_level], 1))
+        return self.last_conv[:-2](torch.cat([x, low_level], 1))
+
+    def features(self, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
+        """As :meth:`encode`, then the classifier's Dropout(0.1) (active in training).
+
+        The map the final 1x1 classifier sees.
+        """
+        return self.last_conv[-2](self.encode(x, low_level))
 
     def forward(self, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
         """As :meth:`features`, then the 1x1 classifier: ``(B, num_classes, H/4, W/4)``."""
@@ -147,7 +169,18 @@ class DeepLabV3Plus(nn.Module):
         output_stride: 16 or 8 (the parameter count is the same).
         backbone_weights: Path of a torchvision-format ResNet state_dict (``.pth``, e.g.
             ImageNet ``resnet101-5d3b4d8f.pth``) loaded into the backbone, except the
-            stem ``conv1.weight`` (sized for other bands) and ``fc.*``; None: random init.
+            stem ``conv1.weight`` (sized for other bands; see ``stem_weights``) and
+            ``fc.*``; None: random init.
+        projection_dim: Output channels of the contrastive projection head (CAC: 128);
+            None (default): no head.
+        head_init: ``fan_out`` (default, DFC2020 baseline: every conv N(0, sqrt(2 / (k *
+            k * out_channels)))) or ``fan_in`` (CAC: Kaiming-normal fan-in for the ASPP,
+            decoder and classifier; the backbone keeps fan-out).
+        stem_weights: With ``backbone_weights``: ``init`` keeps ``conv1`` as initialised
+            (DFC2020 baseline); ``rgb`` builds it from the file's RGB filters, taking the
+            first three input bands as R, G, B: bands 0-2 get the R, G, B filters, every
+            further band their mean, and all are scaled by ``3 / in_channels`` so that
+            the first activations keep their scale.
 
     Convolutions are initialised N(0, sqrt(2 / (k * k * out_channels))), BatchNorm 1/0.
     ``forward(x, dates=None)`` maps ``(B, in_channels, H, W)`` or ``(B, 1, in_channels,
@@ -161,8 +194,17 @@ class DeepLabV3Plus(nn.Module):
         backbone: str = "resnet101",
         output_stride: int = 16,
         backbone_weights: str | os.PathLike[str] | None = None,
+        projection_dim: int | None = None,
+        head_init: str = "fan_out",
+        stem_weights: str = "init",
     ) -> None:
         super().__init__()
+        _check_choice("head_init", head_init, HEAD_INITS)
+        _check_choice("stem_weights", stem_weights, STEM_WEIGHTS)
+        if stem_weights == "rgb" and in_channels < 3:
+            raise ConfigError(f"stem_weights 'rgb' needs at least 3 bands, got {in_channels}")
+        if projection_dim is not None and projection_dim < 1:
+            raise ConfigError(f"projection_dim: expected a positive width, got {projection_dim}")
         if backbone not in BACKBONES:
             raise ConfigError(f"backbone: expected one of {tuple(BACKBONES)}, got {backbone!r}")
         if output_stride not in ASPP_DILATIONS:
@@ -172,25 +214,36 @@ class DeepLabV3Plus(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.output_stride = output_stride
+        self.stem_weights = stem_weights
         self.backbone = ResNet(
             BACKBONES[backbone], in_channels, output_stride=output_stride, multi_grid=MULTI_GRID
         )
         self.aspp = ASPP(self.backbone.out_channels, ASPP_DILATIONS[output_stride])
         self.decoder = Decoder(num_classes)
+        in_backbone = {id(module) for module in self.backbone.modules()}
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                mode = "fan_out" if id(module) in in_backbone else head_init
+                nn.init.kaiming_normal_(module.weight, mode=mode, nonlinearity="relu")
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        self.projection: nn.Sequential | None = None
+        if projection_dim is not None:  # built last: PyTorch's default init, as CAC
+            self.projection = nn.Sequential(
+                nn.Conv2d(PROJECTION_HIDDEN, PROJECTION_HIDDEN, 1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(PROJECTION_HIDDEN, projection_dim, 1),
+            )
         if backbone_weights is not None:
             self.load_backbone(backbone_weights)
 
     def load_backbone(self, path: str | os.PathLike[str]) -> None:
         """Load a torchvision-format ResNet state_dict into the backbone.
 
-        All keys but ``conv1.weight`` (kept from the initialisation) and ``fc.*`` must
-        match the backbone's names and shapes.
+        All keys but ``conv1.weight`` and ``fc.*`` must match the backbone's names and
+        shapes; ``conv1.weight`` is kept from the initialisation or, with
+        ``stem_weights="rgb"``, built from the file's RGB filters (see the class).
 
         Raises:
             DataError: Unreadable or unsafe file, or keys/shapes that do not match (listed,
@@ -198,33 +251,73 @@ class DeepLabV3Plus(nn.Module):
         """
         content, source = read_checkpoint(path)
         state = state_dict_of(content, "state_dict", source)
+        rgb = state.get("conv1.weight")
         state = {k: v for k, v in state.items() if k != "conv1.weight" and not k.startswith("fc.")}
         expected = shapes(self.backbone.state_dict())
-        del expected["conv1.weight"]
+        stem_shape = expected.pop("conv1.weight")
         problems = mismatch(expected, shapes(state))
+        if self.stem_weights == "rgb" and (rgb is None or tuple(rgb.shape[:2]) != (64, 3)):
+            found = None if rgb is None else tuple(rgb.shape)
+            problems = f"{problems}; " if problems else ""
+            problems += f"conv1.weight: expected RGB filters (64, 3, 7, 7), found {found}"
         if problems:
             raise DataError(
                 f"{source}: not a torchvision-format ResNet-{self.backbone.depth} state_dict "
                 f"for the backbone: {problems}"
             )
+        if self.stem_weights == "rgb":
+            state["conv1.weight"] = stem_from_rgb(rgb, stem_shape[1])
         self.backbone.load_state_dict(state, strict=False)
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """``(backbone, head)`` parameters: the baseline trains them at 1x and 10x the lr."""
+        """``(backbone, head)`` parameters: the baseline trains them at 1x and 10x the lr.
+
+        The head is the ASPP, the decoder with the classifier, and the projection head.
+        """
+        projection = [] if self.projection is None else list(self.projection.parameters())
         return list(self.backbone.parameters()), [
             *self.aspp.parameters(),
             *self.decoder.parameters(),
+            *projection,
         ]
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, [1,] in_channels, H, W) -> (B, 256, H/4, W/4)``: the decoder's last map.
+
+        Before the classifier's Dropout(0.1): CAC's "encoder output", which it pools and
+        feeds to both :meth:`project` and :meth:`logits`.
+        """
+        x = single_date("deeplabv3plus", x, self.in_channels)
+        stages = self.backbone.forward_stages(x)
+        return self.decoder.encode(self.aspp(stages[3]), stages[0])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`encode`, then the classifier's Dropout(0.1) (active in training).
 
         What the final 1x1 classifier sees (for feature-level losses);
         ``classify(features(x), x.shape[-2:])`` equals ``forward(x)``.
         """
-        x = single_date("deeplabv3plus", x, self.in_channels)
-        stages = self.backbone.forward_stages(x)
-        return self.decoder.features(self.aspp(stages[3]), stages[0])
+        return self.decoder.last_conv[-2](self.encode(x))
+
+    def logits(self, encoded: torch.Tensor) -> torch.Tensor:
+        """Encoded map ``(B, 256, h, w)`` -> logits ``(B, num_classes, h, w)``, no resizing.
+
+        Dropout(0.1) and the 1x1 classifier, so ``classify(features(x), size)`` equals
+        ``resize(logits(encode(x)), size)`` (CAC's pseudo-labels come from this at stride 8).
+        """
+        return self.decoder.last_conv[-1](self.decoder.last_conv[-2](encoded))
+
+    def project(self, encoded: torch.Tensor) -> torch.Tensor:
+        """Encoded map ``(B, 256, h, w)`` -> ``(B, projection_dim, h, w)``, unit length.
+
+        The projection head, then L2 normalisation over channels.
+
+        Raises:
+            ConfigError: The model was built without ``projection_dim``.
+        """
+        if self.projection is None:
+            raise ConfigError("deeplabv3plus: built without projection_dim, so it cannot project")
+        return F.normalize(self.projection(encoded), dim=1)
 
     def classify(self, features: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         """Decoder map ``(B, 256, h, w)`` -> logits ``(B, num_classes, *size)``."""
@@ -234,3 +327,23 @@ class DeepLabV3Plus(nn.Module):
     def forward(self, x: torch.Tensor, dates: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, [1,] in_channels, H, W) -> (B, num_classes, H, W)`` logits."""
         return self.classify(self.features(x), x.shape[-2:])
+
+
+def stem_from_rgb(rgb: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """A first-convolution weight for ``in_channels`` bands from RGB filters.
+
+    Bands 0-2 get the R, G, B filters, every further band (e.g. NIR) their mean; all are
+    scaled by ``3 / in_channels`` so that an input whose bands look alike gives the
+    activations the RGB filters gave.
+
+    Args:
+        rgb: ``(64, 3, k, k)`` filters in R, G, B order (torchvision's ImageNet weights).
+        in_channels: Bands of the new convolution (>= 3).
+    """
+    extra = rgb.mean(dim=1, keepdim=True).expand(-1, in_channels - 3, -1, -1)
+    return torch.cat([rgb, extra], dim=1) * (3.0 / in_channels)
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
