@@ -219,15 +219,7 @@ def _attrs(
         "eochange_version": __version__,
         "settings": dict(settings.__dict__),
         "inputs": dict(zip(STREAMS, inputs, strict=True)),
-        "layout": {
-            "height": layout.height,
-            "width": layout.width,
-            "tile": layout.tile,
-            "deadzone": layout.deadzone,
-            "remainder": layout.remainder,
-            "rows": layout.rows,
-            "cols": layout.cols,
-        },  # fmt: skip
+        "layout": {**layout.geometry(), "rows": layout.rows, "cols": layout.cols},
         "crs": layout.crs,
         "transform": list(layout.transform),
         "channels": list(era.channel_names),

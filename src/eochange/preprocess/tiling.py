@@ -83,6 +83,11 @@ class TileLayout:
         """Column offsets of the tiles (index ``i``)."""
         return tile_starts(self.width, self.tile, self.deadzone, self.remainder)
 
+    def geometry(self) -> dict[str, int | str]:
+        """The arguments that rebuild the layout's grid (``TileLayout(**geometry)``)."""
+        return {"height": self.height, "width": self.width, "tile": self.tile,
+                "deadzone": self.deadzone, "remainder": self.remainder}  # fmt: skip
+
     @property
     def shape(self) -> tuple[int, int]:
         """Tiles along y and x."""

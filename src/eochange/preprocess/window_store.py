@@ -73,13 +73,7 @@ def create_store(
         "series": str(Path(series).resolve()),
         "settings": asdict(settings),
         "era": era,
-        "layout": {
-            "height": layout.height,
-            "width": layout.width,
-            "tile": layout.tile,
-            "deadzone": layout.deadzone,
-            "remainder": layout.remainder,
-        },  # fmt: skip
+        "layout": layout.geometry(),
         "tiles": [list(t) for t in tiles],
     }
     steps = step_table(windows)
