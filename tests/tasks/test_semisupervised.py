@@ -14,6 +14,7 @@ from eochange.errors import ConfigError
 from eochange.inference.checkpoint import load_model
 from eochange.tasks import SemiSupervisedSegmentationTask
 from eochange.tasks.cac_loss import directional_contrastive_loss, overlap_entries
+from eochange.tasks.semisupervised import sigmoid_ramp
 
 CAC_CONFIGS = ("cac_monthly", "cac_weekly", "cac_daily")
 
@@ -88,6 +89,19 @@ def test_warm_up_then_constant_weight(task, monkeypatch):
     assert loss.item() == pytest.approx(supervised.item(), rel=1e-5) and len(calls) == 2
 
 
+def test_optional_sigmoid_ramp_up(monkeypatch):
+    assert sigmoid_ramp(0, 100) == pytest.approx(math.exp(-5))
+    assert sigmoid_ramp(25, 50) == pytest.approx(math.exp(-1.25))  # t = 0.5
+    assert sigmoid_ramp(50, 50) == sigmoid_ramp(80, 50) == sigmoid_ramp(3, 0) == 1.0
+    task = SemiSupervisedSegmentationTask(lr=0.01, warmup_epochs=0, ramp_up=0.25)
+    trainer = SimpleNamespace(estimated_stepping_batches=400)  # ramp over 100 steps
+    monkeypatch.setattr(type(task), "trainer", property(lambda self: trainer))
+    monkeypatch.setattr(type(task), "global_step", property(lambda self: 50))
+    assert task.consistency_weight() == pytest.approx(0.1 * math.exp(-1.25))
+    constant = SemiSupervisedSegmentationTask(lr=0.01, warmup_epochs=0)  # the reference
+    assert constant.consistency_weight() == 0.1
+
+
 def test_identical_crops_are_never_active(task):
     task.eval()  # no dropout: both crops give the same features and confidences
     batch = _batch()["unlabelled"]
@@ -156,6 +170,7 @@ def test_configuration_errors():
         ({"step_save": -1}, "model.step_save"),
         ({"negatives_per_crop": 0}, "model.negatives_per_crop"),
         ({"unsup_weight": -0.1}, "model.unsup_weight"),
+        ({"ramp_up": 1.5}, "model.ramp_up"),
         ({"loss_reduction": "sum"}, "loss_reduction"),
     )
     for kwargs, message in bad:
@@ -208,3 +223,29 @@ def test_test_subcommand_scores_a_checkpoint(den_train_root, tmp_path):
     assert main(["test", *args, "--ckpt_path", str(run / "checkpoints" / "last.ckpt")]) == 0
     record = scores(run, "test")
     assert set(record) >= {"scs", "bc", "sc", "miou", "miou_upstream", "per_cube"}
+
+
+def test_ddp_gathers_negatives_from_both_processes(den_train_root, tmp_path):
+    """2-process DDP on CPU (gloo): a warm-up epoch (the projection idles, hence
+    ``ddp_find_unused_parameters_true``) then an epoch with the consistency, whose
+    negative pool holds the positions of both processes' crops."""
+    from runs import run_cli
+
+    run = tmp_path / "ddp"
+    ddp = ("--trainer.accelerator", "cpu", "--trainer.devices", "2",
+           "--trainer.strategy", "ddp_find_unused_parameters_true",
+           "--trainer.max_epochs", "2", "--trainer.limit_val_batches", "1")  # fmt: skip
+    args = short_args("cac_weekly", den_train_root, run, "--data.unlabelled_batch_size", "2",
+                      "--data.iters_per_epoch", "2", "--model.warmup_epochs", "1",
+                      "--model.threshold", "0.0", *ddp)  # fmt: skip
+    done = run_cli("fit", *args, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == 4  # 2 steps x 2 epochs
+    bank = checkpoint["eochange_cac_bank"]
+    # 2 processes x 2 crops x 2 images x (32/8)^2 positions, for each of the last 2 steps
+    assert [f.shape for f in bank["features"]] == [(2 * 2 * 2 * 16, 128)] * 2
+    with open(run / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    unsup = {row["epoch"] for row in rows if row.get("train/loss_unsup") not in ("", None)}
+    assert unsup == {"1"}  # the consistency only after the warm-up epoch

@@ -16,7 +16,10 @@ overlapping crops of unlabelled images with the directional context-aware consis
    pooled positions of both crops of the batch (or ``negatives_per_crop`` random ones),
    gathered from every process, kept in a FIFO of the last ``step_save + 1`` steps;
 5. ``L = L_sup + unsup_weight * (L1 + L2)`` with ``unsup_weight`` 0.1, constant: the
-   reference has no ramp-up (its ``ramp_up`` key is never read).
+   reference has no ramp-up (its ``ramp_up: 0.1`` key is never read). ``ramp_up`` > 0
+   gives the ramp that key was meant for (CCT's, the code CAC grew from): the weight
+   times ``exp(-5 (1 - t)^2)``, ``t`` the step over ``ramp_up`` x the run's steps,
+   counted from the first step (so part of it passes during the warm-up), 1 after.
 
 Optimisation as the reference: SGD (momentum 0.9, weight decay 1e-4 on every parameter),
 the head (ASPP, decoder, classifier, projection) at ``lr`` and the backbone at ``lr / 10``,
@@ -63,6 +66,17 @@ CAC_MODEL_KWARGS: dict[str, Any] = {
 """The reference's DeepLabv3+ settings (for ``deeplabv3plus``); ``model_kwargs`` override."""
 
 
+def sigmoid_ramp(step: float, length: float) -> float:
+    """``exp(-5 (1 - t)^2)`` with ``t = clip(step / length, 0, 1)``; 1 when ``length`` <= 0.
+
+    The ramp-up of Laine & Aila (ICLR 2017), as in CCT's consistency weight.
+    """
+    if length <= 0:
+        return 1.0
+    phase = 1.0 - min(max(step / length, 0.0), 1.0)
+    return math.exp(-5.0 * phase * phase)
+
+
 class SemiSupervisedSegmentationTask(TemporalSegmentationTask):
     """DeepLabv3+ trained with CAC on labelled and unlabelled single-date images.
 
@@ -82,6 +96,9 @@ class SemiSupervisedSegmentationTask(TemporalSegmentationTask):
         loss_reduction: Supervised loss: ``valid`` (mean over labelled pixels, the
             reference's cross-entropy) or ``upstream`` (DynamicEarthNet's mean over all).
         unsup_weight: Weight of the consistency term (0.1); 0 trains supervised only.
+        ramp_up: Fraction of the run's steps over which the weight rises along the
+            sigmoid ramp ``exp(-5 (1 - t)^2)``; 0 (the reference, which never reads its
+            ``ramp_up: 0.1``) keeps it constant.
         warmup_epochs: Epochs of supervised-only training first (5).
         temperature: tau of the contrastive loss (0.1).
         threshold: Confidence a target must exceed (0.75).
@@ -106,6 +123,7 @@ class SemiSupervisedSegmentationTask(TemporalSegmentationTask):
         poly_power: float = 0.9,
         loss_reduction: str = "valid",
         unsup_weight: float = 0.1,
+        ramp_up: float = 0.0,
         warmup_epochs: int = 5,
         temperature: float = TEMPERATURE,
         threshold: float = THRESHOLD,
@@ -138,6 +156,7 @@ class SemiSupervisedSegmentationTask(TemporalSegmentationTask):
             raise ConfigError("model.model_kwargs.projection_dim: CAC needs a projection head")
         checks = (
             ("unsup_weight", unsup_weight, unsup_weight >= 0, "at least 0"),
+            ("ramp_up", ramp_up, 0 <= ramp_up <= 1, "in [0, 1]"),
             ("warmup_epochs", warmup_epochs, warmup_epochs >= 0, "at least 0"),
             ("temperature", temperature, temperature > 0, "above 0"),
             ("threshold", threshold, 0 <= threshold < 1, "in [0, 1)"),
@@ -189,12 +208,20 @@ class SemiSupervisedSegmentationTask(TemporalSegmentationTask):
         unlabelled = batch.get("unlabelled")
         if unlabelled is not None and self.unsupervised_active():
             consistency = self.consistency(unlabelled)
-            loss = supervised + self.hparams.unsup_weight * consistency
+            loss = supervised + self.consistency_weight() * consistency
             self.log("train/loss_unsup", consistency, on_step=False, on_epoch=True,
                      batch_size=size)  # fmt: skip
         self.log("train/loss_sup", supervised, on_step=False, on_epoch=True, batch_size=size)
         log_train_loss(self, loss, size)
         return loss
+
+    def consistency_weight(self) -> float:
+        """``unsup_weight``, times the sigmoid ramp of ``ramp_up`` at this step."""
+        h = self.hparams
+        if h.ramp_up <= 0:
+            return h.unsup_weight
+        length = h.ramp_up * self.trainer.estimated_stepping_batches
+        return h.unsup_weight * sigmoid_ramp(self.global_step, length)
 
     def consistency(self, unlabelled: dict[str, Any]) -> torch.Tensor:
         """``L1 + L2`` of an unlabelled batch, against this and the last steps' negatives.
