@@ -86,6 +86,7 @@ def _cmd_synth_s1s2(args: argparse.Namespace) -> int:
         start=args.start,
         seed=args.seed,
         layout=args.layout,
+        event_density=args.event_density,
     )
     counts = ", ".join(
         f"{name} {count}" + (f" (+{summary.failed[name]} failed)" if summary.failed[name] else "")
@@ -118,6 +119,13 @@ def _add_synth_s1s2_parser(synth_kinds: Any) -> None:
         choices=("eopatch", "geotiff", "both"),
         default="eopatch",
         help="folder layout to write (default: eopatch)",
+    )
+    s12.add_argument(
+        "--event-density",
+        type=float,
+        default=1.0,
+        help="planted events relative to 3 constructions + 1 demolition per 128 x 128 px "
+        "(0.25 to 8, default: 1)",
     )
     s12.set_defaults(func=_cmd_synth_s1s2)
 

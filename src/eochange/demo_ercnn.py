@@ -34,6 +34,7 @@ TRAIN_STRIDE = 4
 EPOCHS = 8
 LR = 0.05
 TILES = ("upstream_train", "upstream_val")
+EVENT_DENSITY = 3.0
 
 
 def ercnn_config(
@@ -91,7 +92,8 @@ def run_ercnn_demo(
     t0 = time.perf_counter()
     say(f"[ERCNN-DRS 1/5] synthesising S1 asc/dsc + S2 observations, {size} px, {days} days "
         f"-> {obs}")  # fmt: skip
-    synth = make_s1s2(obs, size=size, days=days, start=START, seed=0, layout="eopatch")
+    synth = make_s1s2(obs, size=size, days=days, start=START, seed=0, layout="eopatch",
+                      event_density=EVENT_DENSITY)  # fmt: skip
     end = (date.fromisoformat(START) + timedelta(days=days)).isoformat()
     seconds["synthesis"] = time.perf_counter() - t0
 

@@ -252,6 +252,22 @@ def test_masked_bn_excludes_padding_from_batch_statistics() -> None:
     assert not torch.allclose(stats[False, "padded"][0], stats[False, "plain"][0])
 
 
+def test_bn_momentum_sets_how_fast_running_statistics_follow() -> None:
+    x = _frames(2, 3)
+    means = {}
+    for momentum in (0.01, 0.1):
+        model = _model(bn_momentum=momentum).train()
+        model(x)
+        bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert len(bns) == 5 and all(bn.momentum == momentum for bn in bns)
+        means[momentum] = model.conv_sar.bn.running_mean.clone()
+    # one step from 0: running mean = momentum x batch mean (the same batch for both)
+    torch.testing.assert_close(means[0.1], 10 * means[0.01])
+    assert ERCNNDRS().conv_sar.bn.momentum == 0.01  # Keras' 0.99, upstream
+    with pytest.raises(ConfigError, match="bn_momentum"):
+        ERCNNDRS(bn_momentum=0.0)
+
+
 @pytest.mark.parametrize(("variant", "sliced"), [("sar", slice(0, 4)), ("optical", slice(4, 17))])
 def test_single_branch_variants_take_the_full_layout_or_the_branch(variant, sliced) -> None:
     model = _model(variant=variant)

@@ -8,6 +8,7 @@ import pytest
 
 from eochange.errors import ConfigError, DataError
 from eochange.preprocess.eras import ERS_LS5, S1S2
+from eochange.preprocess.labelling import select_tile
 from eochange.preprocess.stacking import assemble, plan_steps, posix_seconds
 from eochange.preprocess.tiling import TileLayout, tile_starts
 from eochange.preprocess.windowing import (
@@ -171,6 +172,9 @@ def test_tile_selection():
     val = {t for t in tiles if upstream_validation_tile(*t)}
     assert len(train) == 16 and len(val) == 8 and not train & val  # 25 % and 12.5 %
     assert all(i % 2 == 0 for _, i in train) and all(i % 2 == 1 for _, i in val)
+    rest = {t for t in tiles if select_tile(*t, "upstream_rest")}
+    assert rest == set(tiles) - train - val and len(rest) == 40  # the 62.5 % left unused
+    assert train == {t for t in tiles if select_tile(*t, "upstream_train")}
     splits = {t: blocked_split(*t, block=4) for t in tiles}
     for (j, i), split in splits.items():  # whole blocks go to one split
         assert split == splits[(j // 4 * 4, i // 4 * 4)]

@@ -216,20 +216,42 @@ def test_planted_events_are_visible_in_sar_and_optical(synth, streams):
             else:
                 assert ratio < 0.5, (event, name, ratio)
 
-        # S2: NDVI, SWIR1 / NIR and SWIR1 on the clear pixels
+        # S2: NDVI, SWIR1 / NIR and ND(SWIR1, blue) on the clear pixels
         def optical(selection, pixels=pixels):
             valid = s2_masks[selection][:, pixels]
-            band = {b: s2_data[selection][:, b][:, pixels][valid] for b in (3, 7, 11)}
+            band = {b: s2_data[selection][:, b][:, pixels][valid].mean() for b in (1, 3, 7, 11)}
             ndvi = (band[7] - band[3]) / (band[7] + band[3])
-            return ndvi.mean(), band[11].mean() / band[7].mean(), band[11].mean()
+            return ndvi, band[11] / band[7], (band[11] - band[1]) / (band[11] + band[1])
 
-        ndvi_before, ratio_before, swir_before = optical(s2_days < event.works_start)
-        ndvi_after, ratio_after, swir_after = optical(s2_days >= event.date)
+        ndvi_before, ratio_before, soil_before = optical(s2_days < event.works_start)
+        ndvi_after, ratio_after, soil_after = optical(s2_days >= event.date)
         if event.kind == "construction":
             assert ndvi_after < ndvi_before - 0.1, event
             assert ratio_after > 1.1 * ratio_before, event
-        else:
-            assert swir_after > 1.2 * swir_before, event
+        else:  # bright halls torn down: soil is far redder in SWIR1 against blue
+            assert soil_after > soil_before + 0.15, (event, soil_before, soil_after)
+
+
+def test_new_builds_are_bright_where_endisi_sees_them(synth, streams):
+    """ENDISI's corrections (-max(ND(SWIR1, blue), 0)) leave only bright built-up surfaces
+    visible: after the events, the shifted ENDISI (area-wide beta, as the labels) is
+    positive on most new builds and on few pixels of the old districts or elsewhere."""
+    from eochange.preprocess.labels import area_beta, beta_terms, endisi
+
+    s2_data, s2_masks = _stack(streams["S2"])
+    s2_days = np.array([t.date() for t in streams["S2"].times])
+    late = s2_days > max(e.date for e in synth.events)
+    weights = s2_masks[late][:, None].astype(np.float32)
+    mean = (s2_data[late] * weights).sum(0) / np.maximum(weights.sum(0), 1)
+    e = endisi(mean, area_beta([beta_terms(mean)]), "s1s2")
+    clear = s2_masks[late].any(0)
+    built = _landcover(synth, "end") == BUILT
+    new = np.any([ev.mask for ev in synth.events if ev.kind == "construction"], axis=0)
+    fired = {
+        name: float((e[where & clear] > 0).mean())
+        for name, where in (("new", new), ("old", built & ~new), ("other", ~built))
+    }
+    assert fired["new"] > 0.5 and fired["old"] < 0.3 and fired["other"] < 0.05, fired
 
 
 def test_same_seed_same_files_other_seed_differs(tmp_path):
@@ -270,6 +292,22 @@ def test_arguments_are_checked(tmp_path):
         make_s1s2(tmp_path, size=8)
     with pytest.raises(ConfigError, match="start"):
         make_s1s2(tmp_path, start="2017-13-01")
+    with pytest.raises(ConfigError, match="event_density"):
+        make_s1s2(tmp_path, event_density=20)
+
+
+def test_event_density_scales_the_planted_events(tmp_path):
+    # 64 px: 2 constructions + 1 demolition by default (the minimum), 4x denser: 3 + 1
+    kinds = {}
+    for density in (1.0, 4.0):
+        out = tmp_path / str(density)
+        code = main(["synth", "s1s2", str(out), "--size", "64", "--days", "60",
+                     "--event-density", str(density)])  # fmt: skip
+        assert code == 0
+        events = json.loads((out / "truth" / "events.json").read_text())["events"]
+        kinds[density] = sorted(e["type"] for e in events)
+    assert kinds[1.0] == ["construction"] * 2 + ["demolition"]
+    assert kinds[4.0] == ["construction"] * 3 + ["demolition"]
 
 
 def test_cli_writes_the_geotiff_layout(tmp_path, capsys):

@@ -62,6 +62,19 @@ def test_histogram_auc_equals_the_exact_auc():
     assert np.isnan(histogram_auc(pos, torch.zeros(11)))
 
 
+def test_optimisers_sgd_upstream_or_adam():
+    from eochange.tasks.change import ChangeTask
+
+    sgd = ChangeTask().configure_optimizers()
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.defaults["lr"] == 0.001 and sgd.defaults["momentum"] == 0.8  # upstream, 1 GPU
+    adam = ChangeTask(optimizer="adam", lr=0.003, weight_decay=1e-5).configure_optimizers()
+    assert isinstance(adam, torch.optim.Adam)
+    assert adam.defaults["lr"] == 0.003 and adam.defaults["weight_decay"] == 1e-5
+    with pytest.raises(ConfigError, match="model.optimizer"):
+        ChangeTask(optimizer="rmsprop")
+
+
 def test_fit_records_metrics_and_checkpoint_metadata(windows, tmp_path):
     out, truth = windows
     run = tmp_path / "run"

@@ -93,12 +93,15 @@ class ConvBNReLU(nn.Module):
     Args:
         in_channels: Input channels.
         out_channels: Output channels.
+        bn_momentum: PyTorch momentum of the BatchNorm running statistics.
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, bn_momentum: float = BN_MOMENTUM
+    ) -> None:
         super().__init__()
         self.conv = _glorot_conv(nn.Conv2d(in_channels, out_channels, 3, padding=1))
-        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=bn_momentum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, in_channels, H, W) -> (N, out_channels, H, W)``."""
@@ -345,9 +348,14 @@ class ERCNNDRS(nn.Module):
         recurrent_dropout: Keras ``recurrent_dropout`` of both ConvLSTMs, training only
             (0.4 in the current ``model.py``; the shipped S1/S2 weights were trained with 0).
         masked_bn: BN statistics over valid frames only (see above).
+        bn_momentum: PyTorch momentum of the BatchNorm running statistics: 0.01 (Keras'
+            0.99, upstream) or more for short runs, whose running statistics would
+            otherwise still be mostly their initial values (after 100 steps, 0.99^100 =
+            37 %), which makes eval-mode outputs lag the weights.
 
     Raises:
-        ConfigError: Unknown era or variant, or a dropout outside [0, 1).
+        ConfigError: Unknown era or variant, a dropout outside [0, 1) or a momentum
+            outside (0, 1].
     """
 
     def __init__(
@@ -357,11 +365,15 @@ class ERCNNDRS(nn.Module):
         keras_compat: bool = False,
         recurrent_dropout: float = 0.4,
         masked_bn: bool = False,
+        bn_momentum: float = BN_MOMENTUM,
     ) -> None:
         super().__init__()
         widths = era_widths(era)
         if variant not in VARIANTS:
             raise ConfigError(f"variant: expected one of {VARIANTS}, got {variant!r}")
+        if not 0 < bn_momentum <= 1:
+            raise ConfigError(f"bn_momentum: expected a value in (0, 1], got {bn_momentum!r}")
+        block = functools.partial(ConvBNReLU, bn_momentum=bn_momentum)
         self.era = era
         self.variant = variant
         self.keras_compat = keras_compat
@@ -379,20 +391,20 @@ class ERCNNDRS(nn.Module):
         self.convlstm_opt: KerasConvLSTM | None = None
         fused = 0
         if use_sar:
-            self.conv_sar = ConvBNReLU(widths.sar_channels, widths.sar_filters)
+            self.conv_sar = block(widths.sar_channels, widths.sar_filters)
             self.convlstm_sar = KerasConvLSTM(
                 widths.sar_filters, widths.sar_filters, recurrent_dropout
             )
             fused += widths.sar_filters
         if use_optical:
-            self.conv_opt_1 = ConvBNReLU(widths.optical_channels, widths.optical_filters)
-            self.conv_opt_2 = ConvBNReLU(widths.optical_filters, widths.optical_filters)
+            self.conv_opt_1 = block(widths.optical_channels, widths.optical_filters)
+            self.conv_opt_2 = block(widths.optical_filters, widths.optical_filters)
             self.convlstm_opt = KerasConvLSTM(
                 widths.optical_filters, widths.optical_filters, recurrent_dropout
             )
             fused += widths.optical_filters
-        self.conv_concat_1 = ConvBNReLU(fused, FUSION_FILTERS)
-        self.conv_concat_2 = ConvBNReLU(FUSION_FILTERS, FUSION_FILTERS)
+        self.conv_concat_1 = block(fused, FUSION_FILTERS)
+        self.conv_concat_2 = block(FUSION_FILTERS, FUSION_FILTERS)
         self.conv_sigmoid = _glorot_conv(nn.Conv2d(FUSION_FILTERS, 1, 1))
 
     def _input_slice(self, channels: int) -> slice:

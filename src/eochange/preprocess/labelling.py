@@ -53,8 +53,8 @@ from eochange.preprocess.windowing import (
 
 MODES = ("training", "inference")
 FORMATS = ("tfrecords", "zarr")
-TILE_SELECTIONS = ("all", "upstream_train", "upstream_val", "blocked_train", "blocked_val",
-                   "blocked_test")  # fmt: skip
+TILE_SELECTIONS = ("all", "upstream_train", "upstream_val", "upstream_rest", "blocked_train",
+                   "blocked_val", "blocked_test")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,8 @@ class WindowSettings:
             labels) or ``previous`` (from the previous window).
         quirks: Upstream omnibus quirks (see :mod:`eochange.preprocess.labels`).
         ratio_inf: ``float_max`` (upstream) or ``zero`` for an infinite SWIR1/SWIR2.
-        tiles: Which tiles get files: ``all``, ``upstream_train``, ``upstream_val`` or
+        tiles: Which tiles get files: ``all``, ``upstream_train``, ``upstream_val``,
+            ``upstream_rest`` (neither: the tiles upstream leaves unused) or
             ``blocked_{train,val,test}`` (8 x 8-tile blocks, seeded).
         seed: Seed of the blocked split.
         compression: ``gzip`` (rsdtlib's files) or ``none`` (uncompressed TFRecords, read
@@ -147,6 +148,8 @@ def select_tile(j: int, i: int, selection: str, seed: int = 0) -> bool:
         return upstream_training_tile(j, i)
     if selection == "upstream_val":
         return upstream_validation_tile(j, i)
+    if selection == "upstream_rest":  # the 62.5 % upstream leaves unused: a test set
+        return not (upstream_training_tile(j, i) or upstream_validation_tile(j, i))
     return blocked_split(j, i, seed=seed) == selection.removeprefix("blocked_")
 
 

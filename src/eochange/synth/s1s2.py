@@ -119,6 +119,7 @@ _VEG_SUMMER = [105, 78,  76,  42,  98,  240, 300, 320, 330, 115, 2.5, 165, 78]  
 _VEG_WINTER = [112, 88,  85,  70,  105, 170, 200, 215, 222, 85,  2.5, 190, 110]  # fmt: skip
 _CROP_GREEN = [103, 74,  80,  38,  100, 285, 365, 395, 405, 135, 2.5, 190, 88]  # fmt: skip
 _BARE =       [125, 105, 115, 140, 160, 180, 195, 205, 215, 80,  3.5, 290, 230]  # fmt: skip
+_BRIGHT =     [215, 205, 208, 214, 222, 230, 236, 240, 244, 95,  3.5, 262, 238]  # fmt: skip
 _CLOUD =      [460, 440, 430, 430, 440, 450, 460, 470, 470, 220, 60,  330, 220]  # fmt: skip
 _AEROSOL = np.array([1.0, 0.80, 0.55, 0.36, 0.28, 0.22, 0.18, 0.15, 0.14, 0.10, 0.0, 0.05, 0.03],
                     dtype=np.float32)  # relative path radiance  # fmt: skip
@@ -128,6 +129,10 @@ _SPECTRA = np.array([_WATER, _BUILT, _VEG_SUMMER, _CROP_GREEN, _BARE], dtype=np.
 _VEG_WINTER_TOA = np.array(_VEG_WINTER, np.float32) / 1000
 _VEG_DELTA = _SPECTRA[VEG] - _VEG_WINTER_TOA
 _CLOUD_TOA = np.array(_CLOUD, np.float32) / 1000
+_BRIGHT_TOA = np.array(_BRIGHT, np.float32) / 1000
+# Share of bright materials (fresh concrete, light and metal roofs) in a built-up pixel:
+# low in the old districts, high on new builds and on the industrial sites torn down.
+_BRIGHT_OLD, _BRIGHT_NEW = 0.12, 0.65
 _NATIVE = {  # band index -> native resolution factor (Sentinel Hub resamples to 10 m)
     0: 6, 9: 6, 10: 6,  # 60 m: B01, B09, B10
     4: 2, 5: 2, 6: 2, 8: 2, 11: 2, 12: 2,  # 20 m: B05, B06, B07, B8A, B11, B12
@@ -239,7 +244,7 @@ def _coarsen(band: np.ndarray, factor: int) -> np.ndarray:
 class _Scene:
     """Land cover, texture, crop calendars and planted events of the area."""
 
-    def __init__(self, seed: int, size: int, start: date, days: int) -> None:
+    def __init__(self, seed: int, size: int, start: date, days: int, density: float = 1.0) -> None:
         rng = _rng(seed, 0)
         self.size = size
         shape = (size, size)
@@ -251,7 +256,8 @@ class _Scene:
         self.sar_common = gaussian_field(rng, shape, 0.8)
         self.sar_orbit = [gaussian_field(rng, shape, 0.8) for _ in range(2)]
         self.opt_texture = gaussian_field(rng, shape, 1.0)
-        self.events = self._plant(rng, start, days)
+        self.events = self._plant(rng, start, days, density)
+        self.bright = self._bright_share(_rng(seed, 7), shape)
 
     def _land_cover(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
         size = self.size
@@ -284,9 +290,11 @@ class _Scene:
         cover[river < 1.5 + size / 80] = WATER
         return cover
 
-    def _plant(self, rng: np.random.Generator, start: date, days: int) -> list[PlantedEvent]:
+    def _plant(
+        self, rng: np.random.Generator, start: date, days: int, density: float
+    ) -> list[PlantedEvent]:
         size = self.size
-        scale = (size / 128) ** 2
+        scale = (size / 128) ** 2 * density
         kinds = ["construction"] * max(2, round(3 * scale)) + ["demolition"] * max(
             1, round(1 * scale)
         )
@@ -333,6 +341,20 @@ class _Scene:
                 )
             )
         return events
+
+    def _bright_share(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+        """Share of bright materials in each pixel when it is built-up, 0 to 1.
+
+        ENDISI's corrections leave only surfaces whose blue is close to their SWIR1 (fresh
+        concrete, light roofs) visible, so this share is what the synthetic labels see of
+        built-up: about 12 % in the old districts, 65 % on new builds and on the
+        (industrial) sites of demolitions.
+        """
+        share = np.full(shape, _BRIGHT_OLD, np.float32)
+        for event in self.events:
+            share[event.mask] = _BRIGHT_NEW
+        texture = gaussian_field(rng, shape, 1.5)
+        return np.clip(share * np.exp(0.5 * texture - 0.125), 0.0, 1.0).astype(np.float32)
 
     # - state on a day -
 
@@ -398,6 +420,9 @@ class _Scene:
         green = self.greenness(day)[crop][:, None]
         soil = _SPECTRA[BARE] * 0.85
         image[crop] = green * _SPECTRA[CROP] + (1 - green) * soil
+        built = cover == BUILT
+        bright = self.bright[built][:, None]
+        image[built] = (1 - bright) * _SPECTRA[BUILT] + bright * _BRIGHT_TOA
         sigma = _OPT_TEXTURE[cover]
         image *= np.exp(sigma * self.opt_texture - 0.5 * sigma**2)[..., None]
         return smooth3(np.ascontiguousarray(image.transpose(2, 0, 1)))
@@ -561,6 +586,7 @@ def make_s1s2(
     start: str | date = "2017-01-01",
     seed: int = 0,
     layout: str = "eopatch",
+    event_density: float = 1.0,
 ) -> S1S2Summary:
     """Write synthetic Sentinel-1/2 observation folders with planted urban changes.
 
@@ -584,6 +610,9 @@ def make_s1s2(
         start: First day (ISO ``YYYY-MM-DD``).
         seed: Seed; the same arguments give identical files.
         layout: ``eopatch``, ``geotiff`` or ``both``.
+        event_density: Planted events relative to the default of 3 constructions and 1
+            demolition per 128 x 128 px (a growing district), 0.25 to 8; at least 2
+            constructions and 1 demolition are planted.
 
     Returns:
         What was written.
@@ -596,6 +625,8 @@ def make_s1s2(
     days = _check_int("days", days, 60, 3660)
     seed = _check_int("seed", seed, 0, 2**63 - 1)
     first = _check_start(start)
+    if not 0.25 <= float(event_density) <= 8:
+        raise ConfigError(f"event_density: expected 0.25 to 8, got {event_density!r}")
     if layout not in LAYOUTS:
         raise ConfigError(f"layout: expected one of {', '.join(LAYOUTS)}, got {layout!r}")
     if out is None or str(out) == "":
@@ -606,7 +637,7 @@ def make_s1s2(
 
     transform = Affine(PIXEL_SIZE, 0.0, _ORIGIN[0], 0.0, -PIXEL_SIZE, _ORIGIN[1])
     grid = Grid(size, size, CRS.from_epsg(EPSG), transform)
-    scene = _Scene(seed, size, first, days)
+    scene = _Scene(seed, size, first, days, float(event_density))
     schedules = _schedules(seed, first, days)
     eopatch = layout in ("eopatch", "both")
     geotiff = layout in ("geotiff", "both")
