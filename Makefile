@@ -7,7 +7,7 @@ PIP = $(VENV)/bin/python -m pip
 PIP_INSTALL = $(PIP) install --quiet -c $(CONSTRAINTS)
 DEMO_OUT ?= demo_output
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench robustness clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ bench: $(VENV)/.installed-test
 	$(VENV)/bin/python benchmarks/preprocessing.py
 	$(VENV)/bin/python benchmarks/ercnn.py
 	$(VENV)/bin/python benchmarks/monitor.py
+
+# The full robustness set (kill -9 points, fuzzed inputs, memory at three sizes) and its page.
+robustness: $(VENV)/.installed-test
+	$(PIP_INSTALL) --only-binary atheris -e ".[test,fuzz]" || echo "atheris has no wheel here: its fuzz tests skip"
+	rm -rf build/robustness
+	$(VENV)/bin/python -m pytest -q tests/robustness --robustness-full --timeout 3600
+	$(VENV)/bin/python tests/robustness/report.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info src/*.egg-info

@@ -111,6 +111,38 @@ class EOChangeCLI(LightningCLI):
         kwargs.setdefault("default_root_dir", run_dir)
         return super().instantiate_trainer(**kwargs)
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Parse, then refuse checkpoint sources that are not safe local files."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            check_checkpoint_args(subcommand, self.config[subcommand])
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the checkpoint's hyperparameters here (weights_only=True); a
+        # corrupt or unsafe file gets eochange's one-line DataError instead of a traceback,
+        # and a flipped bit (torch.load does not check the ZIP CRCs) is caught first.
+        from eochange.models.upstream.common import torch_load, verify_zip_crc
+
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        is_file = bool(path) and Path(path).is_file()
+        if is_file:
+            verify_zip_crc(path)
+        try:
+            super()._parse_ckpt_path()
+        except Exception:
+            if is_file:
+                torch_load(path)  # raises the DataError naming the file and the reason
+            raise
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        # Restoring a checkpoint unpickles it: only tensors and plain data, never code.
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if "weights_only" in self._subcommand_method_arguments.get(subcommand, ()):
+            kwargs["weights_only"] = True
+        return kwargs
+
     def _prediction_writer(self, folder: Path) -> BasePredictionWriter:
         """The task's own writer (``prediction_writer(folder)``) or class maps."""
         make = getattr(self.model, "prediction_writer", None)
@@ -119,6 +151,31 @@ class EOChangeCLI(LightningCLI):
         from eochange.inference import ClassMapWriter
 
         return ClassMapWriter(str(folder))
+
+
+def check_checkpoint_args(subcommand: str, config: Any) -> None:
+    """Refuse ``--ckpt_path`` URLs and registries and ``--weights_only false``.
+
+    Lightning would download a URL (unpickling it with ``weights_only=False`` by default)
+    or a model-registry entry; eochange only reads local files (or ``last``/``best``), and
+    only with ``weights_only=True``.
+
+    Raises:
+        ConfigError: Naming the argument and what is accepted.
+    """
+    path = config.get("ckpt_path")
+    if path is not None:
+        text = str(path)
+        if "://" in text or text.startswith("registry"):
+            raise ConfigError(
+                f"eochange {subcommand}: --ckpt_path {text!r}: expected a local checkpoint "
+                "file (or last, best); eochange does not download checkpoints"
+            )
+    if config.get("weights_only") is False:
+        raise ConfigError(
+            f"eochange {subcommand}: --weights_only false is refused: checkpoints are read with "
+            "weights_only=True only (unpickling other objects could run code from the file)"
+        )
 
 
 def run(argv: Sequence[str]) -> int:
@@ -135,7 +192,10 @@ def run(argv: Sequence[str]) -> int:
         try:
             _run(argv)
         except argparse.ArgumentError as err:
-            raise ConfigError(f"eochange {argv[0]}: {_condense(str(err))}") from None
+            configs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+            configs += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+            where = "".join(f" --config {c}" for c in configs)
+            raise ConfigError(f"eochange {argv[0]}{where}: {_condense(str(err))}") from None
         except Exception as err:
             # jsonargparse wraps errors raised while instantiating classes; a user mistake
             # found by eochange (an EOChangeError) is reported as itself.

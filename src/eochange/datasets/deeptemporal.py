@@ -58,10 +58,14 @@ class EventTruth:
             events = content["events"]
             spans = {int(e["id"]): (date.fromisoformat(e["works_start"]),
                                     date.fromisoformat(e["date"])) for e in events}  # fmt: skip
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as err:
             raise DataError(f"{folder / 'events.json'}: expected an event list with id, "
                             f"works_start and date ({err})") from None  # fmt: skip
-        self.ids = read_raster(folder / "event_id.tif", what="event raster")[0].astype(np.int64)
+        ids = read_raster(folder / "event_id.tif", what="event raster")[0]
+        if ids.dtype.kind not in "iu":
+            raise DataError(f"{folder / 'event_id.tif'}: event raster must hold integer event "
+                            f"ids (0 = none), found {ids.dtype}")  # fmt: skip
+        self.ids = ids.astype(np.int64)
         self.spans = spans
         self.folder = folder
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from eochange.errors import ConfigError, DataError
+from eochange.io.paths import check_name, resolve_under
 from eochange.sample import IGNORE_INDEX
 
 REFERENCE_DATE = date(2018, 1, 1)
@@ -182,11 +183,12 @@ def parse_split_line(
         )
     planet_dir, label_path, month = fields
     parse_month(month, source)
+    planet_dir = _relative(planet_dir, rewrite)
     return SplitEntry(
-        planet_dir=_relative(planet_dir, rewrite),
+        planet_dir=planet_dir,
         label_path=_relative(label_path, rewrite),
         month=month,
-        cube_id=cube_id_from_planet_dir(_relative(planet_dir, rewrite)),
+        cube_id=check_name(cube_id_from_planet_dir(planet_dir), "area id", source),
     )
 
 
@@ -220,18 +222,27 @@ def read_split(
         One entry per non-empty line.
 
     Raises:
-        DataError: The file is missing, empty, or a line does not parse.
+        DataError: The file is missing, empty, or a line does not parse or names a path
+            outside ``root`` (absolute or with ``..``).
 
     """
     path = split_file(root, split)
     if not path.is_file():
         raise DataError(f"{path}: split file not found (expected {SPLIT_FOLDER}/{split}.txt)")
     rewrite = resolve_rewrite(path_rewrite)
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})"
+        ) from None
     entries = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                entries.append(parse_split_line(line, f"{path}:{number}", rewrite))
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            entry = parse_split_line(line, f"{path}:{number}", rewrite)
+            for relative in (entry.planet_dir, entry.label_path):
+                resolve_under(root, relative, f"{path}:{number}")
+            entries.append(entry)
     if not entries and not allow_empty:
         raise DataError(f"{path}: split file has no lines")
     return entries

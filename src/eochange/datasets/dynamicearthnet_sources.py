@@ -18,6 +18,7 @@ import numpy as np
 from eochange.datasets import dynamicearthnet_layout as layout
 from eochange.errors import ConfigError, DataError
 from eochange.io.cube import Cube, Grid, Window, is_cube
+from eochange.io.paths import check_name
 from eochange.io.raster import raster_info, read_raster
 
 IMAGE_DTYPES = ("uint16", "int16")
@@ -133,6 +134,8 @@ class RawSource:
                 count=len(layout.FILE_BANDS),
                 dtypes=IMAGE_DTYPES,
                 shape=(grid.height, grid.width),
+                transform=grid.transform,
+                crs=grid.crs or None,
                 what="DynamicEarthNet image",
             )
             for path in handles
@@ -173,10 +176,23 @@ class CubeSource:
     def entries(self, split: str) -> list[layout.SplitEntry]:
         """Entries recorded from the split file when the cube was prepared."""
         layout.check_split(split)
-        lines = self.cube.attrs.get("splits", {}).get(split)
+        splits = self.cube.attrs.get("splits")
+        lines = splits.get(split) if isinstance(splits, dict) else None
         if not lines:
             raise DataError(f"{self.cube.path}: cube has no entries for split {split!r}")
-        return [layout.SplitEntry(*line) for line in lines]
+        where = f"{self.cube.path / 'zarr.json'}: splits/{split}"
+        if not isinstance(lines, list) or not all(
+            isinstance(line, list) and len(line) == 4 and all(isinstance(f, str) for f in line)
+            for line in lines
+        ):
+            raise DataError(
+                f"{where}: expected a list of [planet_dir, label_path, month, area id] entries"
+            )
+        entries = [layout.SplitEntry(*line) for line in lines]
+        for entry in entries:
+            layout.parse_month(entry.month, where)
+            check_name(entry.cube_id, "area id", where)
+        return entries
 
     def frames(self, entry: layout.SplitEntry, sampling: str) -> tuple[list[date], list[int]]:
         """Dates and time indexes of the sample's frames in the area's image array."""

@@ -176,7 +176,7 @@ def read_probability_labels(path: Path) -> dict[str, np.ndarray]:
     validation and test datasets share it.
 
     Raises:
-        DataError: Not a dict of names to 17-element numeric vectors.
+        DataError: Not a dict of names to 17-element vectors of finite fractions >= 0.
     """
     path = Path(path)
     stat = path.stat() if path.is_file() else None
@@ -196,6 +196,11 @@ def _read_probability_labels(path_text: str, _version: Any) -> dict[str, np.ndar
             raise DataError(
                 f"{path}: entry {name!r} must map a file name to 17 class fractions, "
                 f"found {vector.dtype} array of shape {vector.shape}"
+            )
+        if not (np.isfinite(vector).all() and (vector >= 0).all()):
+            raise DataError(
+                f"{path}: entry {name!r} holds NaN, infinite or negative class fractions "
+                f"({vector.tolist()}); expected fractions >= 0"
             )
     return labels
 

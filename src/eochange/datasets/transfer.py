@@ -119,10 +119,22 @@ class GroundTruthMasks:
         path = self.files[tuple(tile)]
         size = self.tile_size
         if path.suffix.lower() == ".npy":
+            from eochange.io.eopatch import npy_header
+
+            npy_header(path)  # a damaged header is refused before numpy trusts its sizes
             try:
-                values = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as err:
-                raise DataError(f"{path}: not a readable .npy mask ({err})") from None
+                # Mapped first: a header claiming more data than the file holds is refused
+                # before anything of that size is allocated.
+                values = np.load(path, mmap_mode="r", allow_pickle=False)
+                if isinstance(values, np.ndarray):
+                    values = np.array(values)
+            except Exception as err:  # noqa: BLE001 - numpy's header parser raises many kinds
+                reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+                raise DataError(f"{path}: not a readable .npy mask "
+                                f"({reason or type(err).__name__})") from None  # fmt: skip
+            if not isinstance(values, np.ndarray) or values.dtype.kind not in "biuf":
+                kind = values.dtype if isinstance(values, np.ndarray) else "an .npz archive"
+                raise DataError(f"{path}: ground-truth mask must hold numbers, found {kind}")
             expected = (size, size) if size else values.shape
             if values.ndim != 2 or values.shape != expected:
                 raise DataError(f"{path}: ground-truth mask must be a {_shape(expected)} "

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from eochange.errors import ConfigError, DataError
+from eochange.errors import ConfigError, DataError, EOChangeError
 from eochange.models import create
 from eochange.tasks.segmentation import check_checkpoint
 
@@ -32,25 +33,45 @@ def load_model(
         DataError: The file is missing or unreadable.
         ConfigError: Not an eochange training checkpoint, or another task's.
     """
+    from eochange.models.upstream.common import torch_load
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+    checkpoint = torch_load(path)  # weights_only=True, CRC-32 of every record checked
     if not isinstance(checkpoint, dict):
         raise ConfigError(f"{path}: not an eochange training checkpoint")
     info = check_checkpoint(checkpoint, None, where=str(path))
-    model = create(
-        info["model"],
-        in_channels=info["in_channels"],
-        num_classes=info["num_classes"],
-        **info.get("model_kwargs", {}),
-    )
-    model.load_state_dict(_model_state(checkpoint), strict=True)
+    with _weights_error(path):
+        model = create(
+            info["model"],
+            in_channels=info["in_channels"],
+            num_classes=info["num_classes"],
+            **info.get("model_kwargs", {}),
+        )
+        model.load_state_dict(_model_state(checkpoint, path), strict=True)
     return model.to(device).eval(), info
+
+
+@contextlib.contextmanager
+def _weights_error(path: Path) -> Iterator[None]:
+    """One DataError naming the checkpoint for a model its metadata cannot build.
+
+    Also for weights that do not fit the model (missing keys, other shapes).
+    """
+    try:
+        yield
+    except EOChangeError as err:  # e.g. an unknown model name: say which file names it
+        if str(path) in str(err):
+            raise
+        raise type(err)(f"{path}: {err}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        text = str(err).strip()
+        reason = " ".join(text.split())[:300] if text else type(err).__name__
+        raise DataError(
+            f"{path}: the checkpoint's weights do not fit the model its metadata describes "
+            f"({type(err).__name__}: {reason})"
+        ) from None
 
 
 def load_change_model(
@@ -101,8 +122,9 @@ def load_change_model(
         kwargs = {**info.get("model_kwargs", {}), "era": info["era"]}
         if keras_compat is not None:
             kwargs["keras_compat"] = keras_compat
-        model = create(info["model"], **kwargs)
-        model.load_state_dict(_model_state(checkpoint), strict=True)
+        with _weights_error(path):
+            model = create(info["model"], **kwargs)
+            model.load_state_dict(_model_state(checkpoint, path), strict=True)
     era = get_era(info["era"])
     window = {"delta_days": era.window.total_seconds() / 86400.0, "min_steps": era.min_steps,
               "max_steps": era.max_steps, **(info.get("window") or {})}  # fmt: skip
@@ -114,10 +136,18 @@ def load_change_model(
     return model.to(device).eval(), info
 
 
-def _model_state(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """The model's weights in a Lightning checkpoint (the task's ``model.`` entries)."""
-    return {
+def _model_state(checkpoint: Mapping[str, Any], path: Path) -> dict[str, torch.Tensor]:
+    """The model's weights in a Lightning checkpoint (the task's ``model.`` entries).
+
+    Raises:
+        DataError: Weights with NaN or infinite values.
+    """
+    from eochange.models.upstream.common import check_finite
+
+    state = {
         key[len(MODEL_PREFIX) :]: value
         for key, value in checkpoint.get("state_dict", {}).items()
         if key.startswith(MODEL_PREFIX)
     }
+    check_finite(state, str(path))
+    return state

@@ -98,6 +98,10 @@ class MapSettings:
             raise ConfigError("--block and --batch-size must be positive")
 
 
+MAP_METADATA = ("bands", "mean", "std", "sampling", "classes", "palette", "num_classes", "model")
+"""Checkpoint metadata (``eochange`` key) that maps need (written by ``eochange fit``)."""
+
+
 @dataclass(frozen=True)
 class BlockTask:
     """One block of one area-month: what a Dask worker needs."""
@@ -230,6 +234,12 @@ def make_maps(
     check_scheduler(scheduler)
     checkpoint, source, out = str(Path(checkpoint)), str(Path(source)), Path(out)
     _, info = _model(checkpoint, "cpu")
+    missing = [key for key in MAP_METADATA if key not in info]
+    if missing:
+        raise DataError(
+            f"{checkpoint}: the checkpoint's eochange metadata lacks {', '.join(missing)}, "
+            "which maps need; use a checkpoint written by `eochange fit`"
+        )
     data = _source(source)
     chosen = _chosen_areas(data, areas)
     report = MapReport()

@@ -56,6 +56,7 @@ from eochange.inference.monitor_blocks import (
     plan_tile_blocks,
     run_block,
 )
+from eochange.io.atomic import atomic_path
 from eochange.io.resume import plain, refuse_other_settings
 from eochange.parallel import check_scheduler, map_tasks, usable_cores
 from eochange.preprocess.series import open_series, series_layout
@@ -367,11 +368,14 @@ def _open_store(
         reasons.update({key: "other settings" for key in attrs if key not in reasons})
         refuse_other_settings(store.parent, saved, attrs, attrs, "output", reasons)
         return
-    root = zarr.open_group(store, mode="w")
-    root.attrs.update({**attrs, "checkpoint": checkpoint, "version": __version__})
-    root.require_group("blocks")
-    root.require_group("rgb")
-    (store / "done").mkdir(exist_ok=True)
+    # Created whole under a temporary name, then renamed: a run killed meanwhile leaves no
+    # store without its attributes (which a re-run would refuse as made otherwise).
+    with atomic_path(store) as tmp:
+        root = zarr.open_group(tmp, mode="w")
+        root.attrs.put({**attrs, "checkpoint": checkpoint, "version": __version__})
+        root.require_group("blocks")
+        root.require_group("rgb")
+        (tmp / "done").mkdir()
 
 
 def monitor_summary(report: MonitorReport) -> str:

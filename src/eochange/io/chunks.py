@@ -4,10 +4,12 @@ zarr-python spends about 0.3-0.5 ms of Python and asyncio work per chunk; a dail
 1024² sample is ~500 chunks of 256², so that overhead, not decoding, bounds cube reads.
 For arrays in a local folder whose metadata is exactly what :mod:`eochange.io.cube`
 writes (regular chunks, default "/" chunk keys, ``bytes`` little-endian then optionally
-``blosc``, no storage transformers), this reader fetches the chunk files itself, decodes
-them with numcodecs' Blosc (the codec zarr itself uses) on a small thread pool, and
-copies the window out. Anything else (other codecs, sharding, a remote store) is read
-through zarr-python as usual; the two paths are tested to return identical arrays.
+``blosc`` and ``crc32c``, no storage transformers), this reader fetches the chunk files
+itself, checks their CRC32C, decodes them with numcodecs' Blosc (the codec zarr itself
+uses) on a small thread pool, and copies the window out. A chunk that fails its
+checksum, does not decode or has the wrong size raises a DataError naming the file.
+Anything else (other codecs, sharding, a remote store) is read through zarr-python as
+usual; the two paths are tested to return identical arrays.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from google_crc32c import value as _crc32c
 from numcodecs import Blosc
 
+from eochange.errors import DataError
 from eochange.parallel import default_workers
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
@@ -54,6 +58,7 @@ class ChunkReader:
         dtype: np.dtype,
         fill_value: float,
         compressed: bool,
+        checksum: bool = False,
     ) -> None:
         self.folder = folder
         self.shape = shape
@@ -61,6 +66,7 @@ class ChunkReader:
         self.dtype = dtype
         self.fill_value = fill_value
         self.codec = Blosc() if compressed else None
+        self.checksum = checksum
         self._middle_key = "/".join("0" for _ in shape[1:-2])
 
     @classmethod
@@ -80,7 +86,8 @@ class ChunkReader:
             and meta.get("chunk_key_encoding")
             == {"name": "default", "configuration": {"separator": "/"}}
             and not meta.get("storage_transformers")
-            and names in (["bytes"], ["bytes", "blosc"])
+            and names
+            in (["bytes"], ["bytes", "blosc"], ["bytes", "crc32c"], ["bytes", "blosc", "crc32c"])
             and codecs[0].get("configuration", {}).get("endian", "little") == "little"
             and meta.get("data_type") in ("uint8", "uint16", "int16", "float32")
             and isinstance(meta.get("fill_value"), int | float)
@@ -89,8 +96,8 @@ class ChunkReader:
         if not supported:
             return None
         shape = tuple(meta["shape"])
-        chunks = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
-        if chunks[0] != 1 or tuple(chunks[1:-2]) != tuple(shape[1:-2]):
+        chunks = tuple(meta["chunk_grid"].get("configuration", {}).get("chunk_shape", ()))
+        if len(chunks) != len(shape) or chunks[0] != 1 or chunks[1:-2] != shape[1:-2]:
             return None
         return cls(
             folder,
@@ -98,7 +105,8 @@ class ChunkReader:
             chunks,
             np.dtype(meta["data_type"]).newbyteorder("<"),
             meta["fill_value"],
-            names == ["bytes", "blosc"],
+            "blosc" in names,
+            names[-1] == "crc32c",
         )
 
     def read(
@@ -138,11 +146,32 @@ class ChunkReader:
                     except FileNotFoundError:  # never written: the fill value, as zarr returns
                         target[...] = self.fill_value
                         continue
-                    if self.codec is not None:
-                        data = self.codec.decode(data)
-                    chunk = np.frombuffer(data, self.dtype).reshape(self.chunks[1:])
+                    chunk = self._decode(data, self.folder / "c" / key)
                     target[...] = chunk[..., y0 - i * ch : y1 - i * ch, x0 - j * cw : x1 - j * cw]
 
         for _ in _pool().map(load, [(k, int(t)) for k, t in enumerate(leading)]):
             pass
         return out
+
+    def _decode(self, data: bytes, path: Path) -> np.ndarray:
+        """One stored chunk as an array of the chunk shape (checksum, Blosc, size checked).
+
+        Raises:
+            DataError: The chunk fails its CRC32C, does not decode, or has the wrong size.
+        """
+        if self.checksum:
+            stored = data[-4:]
+            data = data[:-4]
+            if len(stored) < 4 or _crc32c(data).to_bytes(4, "little") != stored:
+                raise DataError(f"{path}: damaged chunk (CRC32C mismatch)")
+        if self.codec is not None:
+            try:
+                data = self.codec.decode(data)
+            except Exception as err:  # noqa: BLE001 - numcodecs: RuntimeError, ValueError
+                raise DataError(f"{path}: damaged chunk (Blosc: {err})") from None
+        expected = int(np.prod(self.chunks[1:])) * self.dtype.itemsize
+        if len(data) != expected:
+            raise DataError(
+                f"{path}: damaged chunk ({len(data)} bytes decoded, expected {expected})"
+            )
+        return np.frombuffer(data, self.dtype).reshape(self.chunks[1:])

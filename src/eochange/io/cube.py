@@ -13,6 +13,10 @@ Layout of a cube ``CUBES.zarr``::
       y, x                        pixel-centre coordinates in the area's CRS
       spatial_ref ()              CRS as CF/GDAL attributes
 
+Every chunk is stored with a CRC32C (zarr's ``crc32c`` codec, after Blosc/LZ4 for image
+and label, Zstandard for the coordinates), so a damaged chunk is an error, never
+different pixels or dates.
+
 One frame is one chunk row in time, so a sample of any temporal sampling reads exactly the
 frames it needs, and a spatial crop reads only the chunks it overlaps. Areas open with
 ``xarray.open_zarr(CUBE, group=AREA_ID, consolidated=False)`` as well as with
@@ -21,9 +25,10 @@ frames it needs, and a spatial crop reads only the chunks it overlaps. Areas ope
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -33,12 +38,13 @@ import numpy as np
 import zarr
 from affine import Affine
 from rasterio.crs import CRS
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from eochange import __version__
-from eochange.errors import DataError
-from eochange.io.atomic import publish, remove_path, temporary_sibling
+from eochange.errors import DataError, EOChangeError
+from eochange.io.atomic import atomic_path, publish, remove_path, temporary_sibling
 from eochange.io.chunks import ChunkReader
+from eochange.io.paths import check_name
 
 CUBE_FORMAT = "eochange.cube"
 CUBE_VERSION = 1
@@ -63,6 +69,12 @@ def _compressor(level: int = 5) -> BloscCodec:
     return BloscCodec(cname="lz4", clevel=level, shuffle="shuffle")
 
 
+def _compressors() -> list[Any]:
+    # Blosc/LZ4 carries no checksum: a CRC32C of every stored chunk (zarr's standard
+    # codec) turns a damaged chunk into an error instead of different pixels.
+    return [_compressor(), Crc32cCodec()]
+
+
 def is_cube(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is an eochange cube (a Zarr group with the cube format attribute)."""
     meta = Path(path) / "zarr.json"
@@ -70,9 +82,9 @@ def is_cube(path: str | os.PathLike[str]) -> bool:
         return False
     try:
         attrs = json.loads(meta.read_text()).get("attributes", {})
-    except (OSError, ValueError):
+        return attrs.get("format") == CUBE_FORMAT
+    except (OSError, ValueError, AttributeError, RecursionError):  # not JSON, not a dict
         return False
-    return attrs.get("format") == CUBE_FORMAT
 
 
 def create_cube(path: str | os.PathLike[str], attrs: dict[str, Any]) -> zarr.Group:
@@ -92,8 +104,14 @@ def create_cube(path: str | os.PathLike[str], attrs: dict[str, Any]) -> zarr.Gro
             pass
         else:
             raise DataError(f"{path}: exists and is not an eochange cube; choose another --out")
+    values = {"format": CUBE_FORMAT, "version": CUBE_VERSION, **attrs}
+    if not is_cube(path):
+        # Created whole under a temporary name, then renamed: a run killed meanwhile leaves
+        # no root without the format attribute (which a re-run would refuse as not a cube).
+        with atomic_path(path) as tmp:
+            zarr.open_group(tmp, mode="w", zarr_format=3).attrs.put(values)
     root = zarr.open_group(path, mode="a", zarr_format=3)
-    root.attrs.update({"format": CUBE_FORMAT, "version": CUBE_VERSION, **attrs})
+    root.attrs.update(values)
     return root
 
 
@@ -119,7 +137,7 @@ class AreaWriter:
         chunk: int = DEFAULT_CHUNK,
         attrs: dict[str, Any] | None = None,
     ) -> None:
-        self.final = Path(cube) / area_id
+        self.final = Path(cube) / check_name(area_id, "area id", str(cube))
         self.area_id = area_id
         self.grid = grid
         self.final.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +156,7 @@ class AreaWriter:
             chunks=(1, len(bands), *chunk_hw),
             dtype=dtype,
             fill_value=0,
-            compressors=[_compressor()],
+            compressors=_compressors(),
             dimension_names=("time", "band", "y", "x"),
             attributes={"grid_mapping": "spatial_ref"},
         )
@@ -148,7 +166,7 @@ class AreaWriter:
             chunks=(1, *chunk_hw),
             dtype="uint8",
             fill_value=0,
-            compressors=[_compressor()],
+            compressors=_compressors(),
             dimension_names=("month", "y", "x"),
             attributes={
                 "grid_mapping": "spatial_ref",
@@ -193,7 +211,8 @@ class AreaWriter:
     def _coord(group: zarr.Group, name: str, values: np.ndarray, attrs: dict[str, Any]) -> None:
         # Strings as Zarr's variable-length "string" type (fixed-width UTF-32 has no spec).
         dtype = str if values.dtype.kind == "U" else values.dtype
-        arr = group.create_array(name, shape=values.shape, dtype=dtype, dimension_names=(name,))
+        arr = group.create_array(name, shape=values.shape, dtype=dtype, dimension_names=(name,),
+                                 compressors=[ZstdCodec(level=0), Crc32cCodec()])  # fmt: skip
         arr[:] = values
         if attrs:
             arr.attrs.update(attrs)
@@ -228,9 +247,12 @@ class AreaWriter:
 class CubeArea:
     """Read access to one area of a cube."""
 
-    def __init__(self, group: zarr.Group, area_id: str, folder: Path | None = None) -> None:
+    def __init__(
+        self, group: zarr.Group, area_id: str, folder: Path | None = None, where: str = ""
+    ) -> None:
         self.area_id = area_id
         self.group = group
+        self.where = where or (str(folder) if folder else f"area {area_id}")
         # Local cubes are read chunk by chunk directly (io/chunks.py); zarr otherwise.
         self._image_reader = ChunkReader.open(folder / "image") if folder else None
         self._label_reader = ChunkReader.open(folder / "label") if folder else None
@@ -241,8 +263,27 @@ class CubeArea:
         height, width = self.image.shape[-2:]
         self.grid = Grid(int(height), int(width), attrs["crs"], Affine(*attrs["transform"]))
         self.dates = np.asarray(group["time"][:], dtype=np.int64)
+        if self.dates.size and not (
+            -700_000 < self.dates.min() <= self.dates.max() < 2_900_000
+            and (np.diff(self.dates) > 0).all()
+        ):
+            raise DataError(
+                f"{self.where}/time: the dates are not increasing days of the calendar "
+                f"({self.dates[:5].tolist()}...); the cube is damaged: prepare the area again"
+            )
         self.bands = [str(b) for b in group["band"][:]]
         self._month_index = {m: i for i, m in enumerate(attrs.get("months", []))}
+        image, label = tuple(self.image.shape), tuple(self.label_array.shape)
+        if (
+            len(image) != 4
+            or image[:2] != (len(self.dates), len(self.bands))
+            or label != (len(self._month_index), *image[2:])
+        ):
+            raise DataError(
+                f"{self.where}: the arrays disagree (image {list(image)}, label {list(label)}, "
+                f"{len(self.dates)} dates, {len(self.bands)} bands, {len(self._month_index)} "
+                "months); the cube is damaged: prepare the area again"
+            )
 
     @property
     def months(self) -> list[str]:
@@ -274,6 +315,15 @@ class CubeArea:
         """
         rows, cols = _slices(window)
         times = [int(t) for t in times]
+        bad = [t for t in times if not 0 <= t < len(self.dates)]
+        if bad:  # the caller's index, not the data
+            raise IndexError(f"{self.where}: frame {bad[0]} out of range 0..{len(self.dates) - 1}")
+        with damaged(f"{self.where}/image"):
+            return self._read_images(times, rows, cols, dtype)
+
+    def _read_images(
+        self, times: list[int], rows: slice, cols: slice, dtype: np.dtype | type | None
+    ) -> np.ndarray:
         if self._image_reader is not None:
             return self._image_reader.read(times, rows, cols, dtype)
         # Zarr's orthogonal selection is several times slower than basic slicing, so read
@@ -293,9 +343,11 @@ class CubeArea:
     def read_label_bits(self, month: str, window: Window | None = None) -> np.ndarray:
         """Label bit mask of a month, ``(h, w)`` uint8."""
         rows, cols = _slices(window)
-        if self._label_reader is not None:
-            return self._label_reader.read([self.month_index(month)], rows, cols)[0]
-        return self.label_array[self.month_index(month), rows, cols]
+        index = self.month_index(month)
+        with damaged(f"{self.where}/label"):
+            if self._label_reader is not None:
+                return self._label_reader.read([index], rows, cols)[0]
+            return self.label_array[index, rows, cols]
 
 
 def _slices(window: Window | None) -> tuple[slice, slice]:
@@ -313,8 +365,9 @@ class Cube:
         self.direct_reads = direct_reads
         if not is_cube(self.path):
             raise DataError(f"{self.path}: not an eochange cube (no {CUBE_FORMAT} zarr.json)")
-        self.root = zarr.open_group(self.path, mode="r", zarr_format=3)
-        self.attrs: dict[str, Any] = dict(self.root.attrs)
+        with damaged(str(self.path / "zarr.json")):
+            self.root = zarr.open_group(self.path, mode="r", zarr_format=3)
+            self.attrs: dict[str, Any] = dict(self.root.attrs)
         self._areas: dict[str, CubeArea] = {}
 
     def area_ids(self, complete_only: bool = True) -> list[str]:
@@ -330,13 +383,17 @@ class Cube:
     def area(self, area_id: str) -> CubeArea:
         """Open an area (cached)."""
         if area_id not in self._areas:
+            check_name(area_id, "area id", str(self.path))
             if not area_is_complete(self.path, area_id):
                 raise DataError(
                     f"{self.path}: area {area_id} is missing or incomplete; run "
                     "'eochange prepare' again to finish it"
                 )
             folder = self.path / area_id if self.direct_reads else None
-            self._areas[area_id] = CubeArea(self.root[area_id], area_id, folder)
+            with damaged(str(self.path / area_id)):
+                self._areas[area_id] = CubeArea(
+                    self.root[area_id], area_id, folder, str(self.path / area_id)
+                )
         return self._areas[area_id]
 
 
@@ -345,8 +402,28 @@ def area_is_complete(cube: str | os.PathLike[str], area_id: str) -> bool:
     meta = Path(cube) / area_id / "zarr.json"
     try:
         return bool(json.loads(meta.read_text())["attributes"].get("complete"))
-    except (OSError, ValueError, KeyError):
-        return False
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return False  # missing, or not the JSON object eochange writes: not complete
+
+
+@contextlib.contextmanager
+def damaged(where: str) -> Iterator[None]:
+    """Report anything that fails while decoding stored cube data as one DataError.
+
+    Zarr metadata and chunks that do not decode (truncated or corrupt files, metadata
+    edited by hand) raise many kinds of exceptions in zarr-python, numcodecs and numpy;
+    here they become one error naming the array or file and the reason.
+    """
+    try:
+        yield
+    except EOChangeError:
+        raise
+    except Exception as err:  # noqa: BLE001 - see the docstring
+        text = " ".join(str(err).split())[:300]
+        raise DataError(
+            f"{where}: cannot read the cube ({type(err).__name__}: {text or 'no message'}); "
+            "the file is damaged or was not written by eochange: prepare the area again"
+        ) from None
 
 
 def open_cube(path: str | os.PathLike[str], direct_reads: bool = True) -> Cube:

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,6 +64,7 @@ __all__ = [
     "list_observations",
     "mask_path_of",
     "merge_cloud_mask",
+    "npy_header",
     "open_stream",
     "parse_time",
     "read_eopatch",
@@ -249,27 +251,28 @@ def _read_json(path: Path) -> Any:
     try:
         with _open_binary(path) as f:
             return json.loads(f.read().decode("utf-8"))
-    except (OSError, EOFError, UnicodeDecodeError, ValueError) as err:
+    except (OSError, EOFError, UnicodeDecodeError, ValueError, zlib.error, RecursionError) as err:
         raise DataError(f"{path}: not a readable JSON file ({err})") from None
 
 
-def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of an NPY file (plain or gzip), reading only its header."""
+def npy_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of an NPY file (plain or gzip), reading only its header.
+
+    Raises:
+        DataError: Not an NPY file, a damaged header, a pickle or an object array.
+    """
+    path = Path(path)
     try:
         with _open_binary(path) as f:
             first = f.read(1)
             if first == b"\x80":  # the protocol opcode that starts every pickle
                 raise _pickle_error(path)
             f.seek(0)
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            shape, _, dtype = _read_npy_header(f)
     except DataError:
         raise
-    except (OSError, EOFError, ValueError) as err:
-        raise DataError(f"{path}: not a readable NPY file ({err})") from None
+    except Exception as err:  # noqa: BLE001 - numpy's header parser raises many kinds
+        raise DataError(f"{path}: not a readable NPY file ({_reason(err)})") from None
     if dtype.hasobject:
         raise DataError(
             f"{path}: holds Python objects (a pickled array), which are refused; expected a "
@@ -283,16 +286,71 @@ def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
     try:
         if path.name.endswith(".gz"):
             with gzip.open(path, "rb") as f:
-                return np.lib.format.read_array(f, allow_pickle=False)
+                return _read_npy_stream(f)
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as err:
         if "pickle" in str(err).lower() or "object" in str(err).lower():
             raise DataError(
                 f"{path}: holds pickled data, which is refused; expected a numeric NPY array"
             ) from None
-        raise DataError(f"{path}: not a readable NPY file ({err})") from None
-    except (OSError, EOFError) as err:
-        raise DataError(f"{path}: not a readable NPY file ({err})") from None
+        raise DataError(f"{path}: not a readable NPY file ({_reason(err)})") from None
+    except Exception as err:  # noqa: BLE001 - gzip, zlib and numpy's parser raise many kinds
+        raise DataError(f"{path}: not a readable NPY file ({_reason(err)})") from None
+
+
+_MAX_NPY_HEADER = 1 << 16
+"""Longest NPY header accepted (numpy writes a few hundred bytes; it refuses > 10000)."""
+
+
+def _read_npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` of the NPY stream at ``f``.
+
+    numpy reads the header length the file declares before checking it (a damaged
+    length asks for gigabytes); here it is checked first.
+    """
+    start = f.read(10)  # magic (6), version (2), the first two bytes of the header length
+    if len(start) < 10 or start[:6] != b"\x93NUMPY":
+        raise ValueError("no NPY magic string")
+    if start[6] == 1:
+        prefix = start
+    elif start[6] in (2, 3):
+        prefix = start + f.read(2)
+    else:
+        raise ValueError(f"unsupported NPY format version {start[6]}.{start[7]}")
+    length = int.from_bytes(prefix[8:], "little")
+    if length > _MAX_NPY_HEADER:
+        raise ValueError(f"the header claims {length} bytes")
+    stream = io.BytesIO(prefix + f.read(length))
+    if np.lib.format.read_magic(stream) == (1, 0):
+        return np.lib.format.read_array_header_1_0(stream)
+    return np.lib.format.read_array_header_2_0(stream)
+
+
+def _read_npy_stream(f: IO[bytes]) -> np.ndarray:
+    """An NPY array from a stream, allocating no more than the stream really holds.
+
+    ``np.lib.format.read_array`` allocates the array its header declares before reading:
+    a damaged header of a few bytes would claim gigabytes.
+    """
+    shape, fortran, dtype = _read_npy_header(f)
+    if dtype.hasobject:
+        raise ValueError("object arrays cannot be loaded when allow_pickle=False")
+    nbytes = dtype.itemsize
+    for n in shape:
+        nbytes *= int(n)
+    data = bytearray()
+    while len(data) < nbytes:
+        piece = f.read(min(1 << 24, nbytes - len(data)))
+        if not piece:
+            raise ValueError(f"the data ends after {len(data)} of {nbytes} bytes")
+        data += piece
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _reason(err: BaseException) -> str:
+    """The first line of an exception's message (its type when there is none)."""
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 # --- EOPatch folders --------------------------------------------------------------------
@@ -414,14 +472,14 @@ def eopatch_info(
         _check_timestamp(folder, moment)
     bounds, crs = _read_bbox(folder)
     data_path = _feature_path(folder, "data", data_feature)
-    data_shape, data_dtype = _npy_header(data_path)
+    data_shape, data_dtype = npy_header(data_path)
     _check_array_shape(data_path, data_shape, f"data feature {data_feature}")
     if not (np.issubdtype(data_dtype, np.number) or data_dtype == np.bool_):
         raise DataError(f"{data_path}: expected numeric values, found dtype {data_dtype}")
     if bands is not None and data_shape[3] != bands:
         raise DataError(f"{data_path}: expected {bands} bands, found {data_shape[3]}")
     mask_path = _feature_path(folder, "mask", mask_feature)
-    mask_shape, _ = _npy_header(mask_path)
+    mask_shape, _ = npy_header(mask_path)
     _check_array_shape(mask_path, mask_shape, f"mask feature {mask_feature}")
     if mask_shape[1:3] != data_shape[1:3]:
         raise DataError(
@@ -560,7 +618,7 @@ def _read_eopatch_mask(
     if cloud_mask:
         clm_path = _find(folder / "mask", cloud_mask, (".npy", ".npy.gz"))
         if clm_path is not None:
-            shape, _ = _npy_header(clm_path)
+            shape, _ = npy_header(clm_path)
             _check_array_shape(clm_path, shape, f"mask feature {cloud_mask}")
             if shape[1:3] != grid.shape:
                 raise DataError(

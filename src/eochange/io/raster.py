@@ -111,6 +111,7 @@ def read_raster(
     dtypes: tuple[str, ...] | None = None,
     shape: tuple[int, int] | None = None,
     transform: Affine | None = None,
+    crs: CRS | str | None = None,
     what: str = "raster",
 ) -> np.ndarray:
     """Read bands of a GeoTIFF as a ``(C, H, W)`` array, validating the header first.
@@ -123,6 +124,7 @@ def read_raster(
         dtypes: Accepted data types.
         shape: Expected full ``(height, width)`` of the file.
         transform: Expected geotransform (e.g. that of the other frames of a series).
+        crs: Expected coordinate reference system (e.g. that of the other frames).
         what: What the file is, for error messages.
 
     Returns:
@@ -150,9 +152,21 @@ def read_raster(
                     f"{what} is not on the grid of the series: transform {tuple(src.transform)[:6]}"
                     f", expected {tuple(transform)[:6]}",
                 )
+            if crs is not None and not _same_crs(src.crs, crs):
+                found = src.crs.to_string() if src.crs else "none"
+                raise _fail(
+                    path,
+                    f"{what} is in another coordinate reference system than the series: "
+                    f"{found}, expected {CRS.from_user_input(crs).to_string()}",
+                )
             return src.read(bands if bands is not None else None, window=window)
     except RasterioError as err:
         raise _fail(path, f"not a readable GeoTIFF ({err})") from None
+
+
+def _same_crs(found: CRS | None, expected: CRS | str) -> bool:
+    expected = expected if isinstance(expected, CRS) else CRS.from_user_input(expected)
+    return found is not None and found == expected
 
 
 def write_raster(

@@ -81,6 +81,8 @@ _MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF
 _U64 = (1 << 64) - 1
 _HEADER = struct.Struct("<QI")
+_MAX_FILLED = 1 << 27
+"""Most elements a tensor without ``tensor_content`` may expand to (repeated values)."""
 _CRC = struct.Struct("<I")
 
 
@@ -802,6 +804,13 @@ def _parse_tensor(data: bytes | memoryview) -> np.ndarray:
     values = values.astype(dtype.newbyteorder("="), copy=False)
     if values.size > count:
         raise _Malformed(f"{values.size} values for a tensor of shape {list(shape)}")
+    if count > _MAX_FILLED:
+        # A few bytes may declare any shape: expanding them is refused beyond this size
+        # (tf.io.serialize_tensor writes tensor_content, which is checked above).
+        raise _Malformed(
+            f"{values.size} value(s) would fill a tensor of shape {list(shape)} "
+            f"({count} elements, more than {_MAX_FILLED})"
+        )
     if values.size == 0:
         return np.zeros(shape, dtype=dtype.newbyteorder("="))
     if values.size < count:  # TensorFlow repeats the last value
@@ -1083,10 +1092,10 @@ def _iter_stage3(
     for index, record in enumerate(records):
         features = _example(path, index, record)
         feature = _feature_tensor(path, index, features, FEATURE_KEY)
-        if feature.ndim != 4:
+        if feature.ndim != 4 or min(feature.shape) < 1:
             raise DataError(
-                f"{path}: record {index}: expected a channels-last [T, H, W, C] {FEATURE_KEY!r}, "
-                f"found shape {list(feature.shape)}"
+                f"{path}: record {index}: expected a channels-last [T, H, W, C] {FEATURE_KEY!r} "
+                f"(each at least 1), found shape {list(feature.shape)}"
             )
         label = None
         if LABEL_KEY in features:

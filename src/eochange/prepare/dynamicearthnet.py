@@ -135,6 +135,7 @@ def prepare_area(spec: AreaSpec) -> AreaResult:
                 dtypes=(first.dtype,),
                 shape=shape,
                 transform=grid.transform,
+                crs=first.crs,
                 what=what,
             )
 

@@ -34,6 +34,7 @@ from zarr.codecs import BloscCodec
 
 from eochange import __version__
 from eochange.errors import ConfigError, DataError
+from eochange.io.atomic import atomic_path
 from eochange.io.resume import refuse_other_settings
 from eochange.parallel import map_tasks
 from eochange.preprocess.eras import Era, get_era
@@ -248,21 +249,24 @@ def _open_or_create(
         if not np.array_equal(root["times"][:], times):
             raise DataError(f"{out}: the inputs now give other step times; delete the series")
         return root
-    root = zarr.open_group(out, mode="w")
-    root.attrs.update(attrs)
-    root.create_array("times", data=np.asarray(times, np.float64))
-    chunk_t = min(settings.time_chunk, max(1, len(times)))
-    for name in STREAMS:
-        root.create_array(
-            name,
-            shape=(len(times), bands[name], layout.height, layout.width),
-            chunks=(chunk_t, bands[name], settings.tile, settings.tile),
-            dtype="float32",
-            fill_value=0.0,
-            compressors=BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),
-        )
-    (out / "done").mkdir(exist_ok=True)
-    return root
+    # Created whole under a temporary name, then renamed: a run killed meanwhile leaves no
+    # series without its attributes or arrays (which a re-run could neither resume nor use).
+    with atomic_path(out) as tmp:
+        root = zarr.open_group(tmp, mode="w")
+        root.attrs.put(attrs)
+        root.create_array("times", data=np.asarray(times, np.float64))
+        chunk_t = min(settings.time_chunk, max(1, len(times)))
+        for name in STREAMS:
+            root.create_array(
+                name,
+                shape=(len(times), bands[name], layout.height, layout.width),
+                chunks=(chunk_t, bands[name], settings.tile, settings.tile),
+                dtype="float32",
+                fill_value=0.0,
+                compressors=BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),
+            )
+        (tmp / "done").mkdir()
+    return zarr.open_group(out, mode="r+")
 
 
 def open_series(path: str | os.PathLike[str], require_complete: bool = True) -> StackedSeries:
@@ -388,7 +392,15 @@ def import_stage2(
             raise DataError(f"{path}: other timestamps than {next(iter(files.values())).name}")
         row, col, h, w = layout.window(j, i)
         for name in STREAMS:
-            root[name][:, :, row : row + h, col : col + w] = getattr(data, name)
+            values = getattr(data, name)
+            if values.shape != (len(first.timestamps), bands[name], h, w):
+                raise DataError(f"{path}: {name} is {list(values.shape)}, expected "
+                                f"{[len(first.timestamps), bands[name], h, w]} like the "
+                                "first tile")  # fmt: skip
+            if not np.isfinite(values).all():
+                raise DataError(f"{path}: {name} holds NaN or infinite values; stage-2 "
+                                "series are gap-filled and must be finite")  # fmt: skip
+            root[name][:, :, row : row + h, col : col + w] = values
         marker.touch()
         report.blocks_written += 1
     root.attrs["complete"] = True

@@ -256,13 +256,22 @@ def open_streams(
     grids = {name: s.grid for name, s in streams.items()}
     reference = grids["optical"]
     for name, grid in grids.items():
+        folder = [sar_ascending, sar_descending, optical][STREAMS.index(name)]
         same = (grid.height, grid.width) == (reference.height, reference.width)
         if not same and not crop:
             raise DataError(
-                f"{[sar_ascending, sar_descending, optical][STREAMS.index(name)]}: {name} "
-                f"grid is {grid.height}x{grid.width}, the optical grid "
+                f"{folder}: {name} grid is {grid.height}x{grid.width}, the optical grid "
                 f"{reference.height}x{reference.width}; the streams must share one grid "
                 "(or pass crop=True to crop all to the smallest)"
+            )
+        # Same CRS, origin and pixel size (crop keeps the top-left corner of each stream).
+        if not type(grid)(reference.height, reference.width, grid.crs, grid.transform).same_as(
+            reference
+        ):
+            raise DataError(
+                f"{folder}: {name} is not on the optical stream's grid ({grid.describe()}; "
+                f"optical {reference.describe()}); the streams must share CRS, origin and "
+                "pixel size"
             )
     return streams
 

@@ -32,6 +32,7 @@ from zarr.codecs import BloscCodec
 
 from eochange import __version__
 from eochange.errors import DataError
+from eochange.io.atomic import atomic_path
 from eochange.io.resume import refuse_other_settings
 from eochange.preprocess.tiling import TileLayout
 from eochange.preprocess.windowing import StepRange, Triplet
@@ -84,22 +85,25 @@ def create_store(
         if not np.array_equal(root["steps"][:], steps):
             raise DataError(f"{path}: the series now gives other windows; delete the store")
         return root
-    root = zarr.open_group(path, mode="w")
-    root.attrs.update({**attrs, "complete": False})
-    root.create_array("steps", data=steps)
-    if betas is not None:
-        root.create_array("betas", data=np.asarray(betas, np.float64))
-        rows, cols = layout.shape
-        root.create_array(
-            "labels",
-            shape=(rows, cols, len(windows), layout.tile, layout.tile),
-            chunks=(1, 1, min(WINDOW_CHUNK, len(windows)), layout.tile, layout.tile),
-            dtype="float32",
-            fill_value=0.0,
-            compressors=BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),
-        )
-    (path / "done").mkdir(exist_ok=True)
-    return root
+    # Created whole under a temporary name, then renamed: a run killed meanwhile leaves no
+    # store without its attributes or arrays (which a re-run could neither resume nor use).
+    with atomic_path(path) as tmp:
+        root = zarr.open_group(tmp, mode="w")
+        root.attrs.put({**attrs, "complete": False})
+        root.create_array("steps", data=steps)
+        if betas is not None:
+            root.create_array("betas", data=np.asarray(betas, np.float64))
+            rows, cols = layout.shape
+            root.create_array(
+                "labels",
+                shape=(rows, cols, len(windows), layout.tile, layout.tile),
+                chunks=(1, 1, min(WINDOW_CHUNK, len(windows)), layout.tile, layout.tile),
+                dtype="float32",
+                fill_value=0.0,
+                compressors=BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),
+            )
+        (tmp / "done").mkdir()
+    return zarr.open_group(path, mode="r+")
 
 
 def tile_done(out: Path, tile: tuple[int, int]) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from eochange.errors import ConfigError
+from eochange.errors import ConfigError, DataError
 from eochange.losses import tanimoto_complement_loss
 from eochange.models import create
 from eochange.tasks.common import EOChangeTask, log_train_loss
@@ -235,12 +235,18 @@ def load_pretrained(path: str | Path, era: str, model: str) -> dict[str, torch.T
         from eochange.models import from_keras_ercnn
 
         return from_keras_ercnn(path, era=era).state_dict()
-    from eochange.models.upstream.common import read_checkpoint
+    from eochange.models.upstream.common import check_finite, read_checkpoint
     from eochange.tasks.common import check_checkpoint
 
     content, _ = read_checkpoint(path)
     info = check_checkpoint(dict(content), model, str(path), ChangeTask.task_name)
     if info.get("era") != era:
         raise ConfigError(f"{path}: trained for era {info.get('era')!r}, configured {era!r}")
+    state = content.get("state_dict")
+    if not isinstance(state, dict):
+        raise DataError(f"{path}: no 'state_dict' of model weights in the checkpoint")
     prefix = "model."
-    return {k[len(prefix) :]: v for k, v in content["state_dict"].items() if k.startswith(prefix)}
+    weights = {k[len(prefix) :]: v for k, v in state.items()
+               if isinstance(k, str) and k.startswith(prefix)}  # fmt: skip
+    check_finite(weights, str(path))
+    return weights

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ def torch_load(path: str | os.PathLike[str]) -> Any:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint file not found")
+    verify_zip_crc(path)
     try:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -62,15 +64,46 @@ def torch_load(path: str | os.PathLike[str]) -> Any:
                 f"data, which would need code to unpickle ({reason})"
             ) from None
         raise DataError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
-    except (RuntimeError, EOFError, OSError) as err:
-        reason = str(err) or type(err).__name__
+    except Exception as err:  # noqa: BLE001 - a damaged file fails in many ways
+        text = str(err).strip()
+        reason = text.splitlines()[0][:300] if text else type(err).__name__
         raise DataError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+
+
+def verify_zip_crc(path: str | os.PathLike[str]) -> None:
+    """Check the CRC-32 of every record of a (ZIP) PyTorch checkpoint.
+
+    ``torch.load`` does not verify them, so a flipped bit in a tensor would load as a
+    different weight. Files in the legacy (non-ZIP) format are left to ``torch.load``.
+
+    Raises:
+        DataError: A record fails its CRC-32 or the archive is damaged.
+    """
+    path = Path(path)
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except Exception as err:  # noqa: BLE001 - BadZipFile, OSError, EOFError, zlib.error, ...
+        text = str(err).strip()
+        reason = text.splitlines()[0][:300] if text else type(err).__name__
+        raise DataError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+    if bad is not None:
+        raise DataError(
+            f"{path}: checkpoint is corrupt: record {bad!r} fails its CRC-32 check "
+            "(damaged or truncated file)"
+        )
 
 
 def _unpickler_reason(message: str) -> str:
     # torch wraps the unpickler's reason in advice about weights_only=False: keep the reason.
     match = re.search(r"WeightsUnpickler error:\s*(.+)", message)
-    reason = match.group(1) if match else message.strip().splitlines()[0]
+    if match:
+        reason = match.group(1)
+    else:  # torch >= 2.6 names a blocked module on a line of its own
+        lines = [line.strip() for line in message.splitlines() if line.strip()] or [""]
+        reason = next((line for line in lines if "GLOBAL" in line), lines[0])
     return reason.split(". Please use")[0].strip()
 
 
@@ -110,9 +143,34 @@ def state_dict_of(content: Mapping[str, Any], key: str, source: str) -> dict[str
             f"{source}: not a state_dict (non-tensor entries {bad[:5]}); pass the training "
             f"dict or its {key!r}"
         )
+    check_finite(state, source)
     if all(str(k).startswith(PREFIX) for k in state):
         return {k[len(PREFIX) :]: v for k, v in state.items()}
     return dict(state)
+
+
+def check_finite(state: Mapping[str, Any], source: str) -> None:
+    """Refuse weights with NaN or infinite values (a diverged or damaged checkpoint).
+
+    Such a model would map every pixel to NaN scores, and a NaN argmax is class 0: a map
+    that looks valid. Non-tensor entries are ignored.
+
+    Raises:
+        DataError: Naming the source and the first tensors concerned.
+    """
+    bad = [
+        str(key)
+        for key, value in state.items()
+        if isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise DataError(
+            f"{source}: weights hold NaN or infinite values ({', '.join(bad[:3])}{more}); "
+            "the checkpoint is damaged or training diverged"
+        )
 
 
 def shapes(state: Mapping[str, torch.Tensor]) -> Shapes:

@@ -33,6 +33,7 @@ import torch
 
 from eochange.errors import ConfigError, DataError
 from eochange.models.ercnn_drs import ERAS, ERCNNDRS, FUSION_FILTERS, EraWidths
+from eochange.models.upstream.common import check_finite
 
 LAYER_ORDER = (
     ("conv_opt_1", "conv"),
@@ -142,8 +143,14 @@ def read_keras_weights(
                 if arrays:
                     layers.append((name, arrays))
             config = _model_config(file.attrs.get("model_config"))
-    except OSError as err:
-        raise DataError(f"{path}: unreadable HDF5 file ({err})") from None
+    except DataError:
+        raise
+    except Exception as err:  # noqa: BLE001 - h5py reports corruption as OSError,
+        # RuntimeError, KeyError or ValueError (bad B-tree, heap, object header, dataset)
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise DataError(
+            f"{path}: unreadable or corrupt HDF5 file ({reason or type(err).__name__})"
+        ) from None
     return layers, config
 
 
@@ -153,7 +160,7 @@ def _model_config(raw: Any) -> Any:
         return None
     try:
         return json.loads(raw.decode("utf8") if isinstance(raw, bytes) else str(raw))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 
@@ -173,7 +180,10 @@ def _config_recurrent_dropout(config: Any) -> float | None:
             for value in node:
                 walk(value)
 
-    walk(config)
+    try:
+        walk(config)
+    except RecursionError:  # a config nested deeper than any Keras model: ignore it
+        return None
     return found.pop() if len(found) == 1 else None
 
 
@@ -285,5 +295,7 @@ def from_keras_ercnn(
         keras_compat=keras_compat,
         recurrent_dropout=0.4 if recurrent_dropout is None else recurrent_dropout,
     )
-    model.load_state_dict(keras_state_dict(layers, model), strict=True)
+    state = keras_state_dict(layers, model)
+    check_finite(state, source)
+    model.load_state_dict(state, strict=True)
     return model.eval()
