@@ -457,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ercnn",
         action="store_true",
         help="also run the ERCNN-DRS chain: S1/S2 observations, stacking, windows and "
-        "synthetic labels, training, change-map series (a few minutes)",
+        "synthetic labels, training (20 epochs), scores against the planted events, "
+        "change-map series (several minutes more on a CPU)",
     )
     demo.set_defaults(func=_cmd_demo)
 
