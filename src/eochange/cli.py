@@ -457,8 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ercnn",
         action="store_true",
         help="also run the ERCNN-DRS chain: S1/S2 observations, stacking, windows and "
-        "synthetic labels, training (20 epochs), scores against the planted events, "
-        "change-map series (about 4 minutes more on 2 cores)",
+        "synthetic labels, training (10 epochs), scores against the planted events, "
+        "change-map series (about 5 minutes more on 2 cores)",
     )
     demo.set_defaults(func=_cmd_demo)
 

@@ -75,6 +75,34 @@ def test_optimisers_sgd_upstream_or_adam():
         ChangeTask(optimizer="rmsprop")
 
 
+def test_cosine_schedule_decays_to_zero_per_step():
+    from types import SimpleNamespace
+
+    from eochange.tasks.change import ChangeTask
+
+    task = ChangeTask(optimizer="adam", lr=0.004, lr_schedule="cosine")
+    task._trainer = SimpleNamespace(estimated_stepping_batches=8, world_size=1)
+    config = task.configure_optimizers()
+    assert config["lr_scheduler"]["interval"] == "step"
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    seen = []
+    for _ in range(9):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    # 0.004 (1 + cos(pi k / 8)) / 2: k = 2 -> 0.002 (1 + 1/sqrt(2)), k = 4 -> 0.002, k = 8 -> 0
+    assert seen[0] == pytest.approx(0.004)
+    assert seen[2] == pytest.approx(0.002 * (1 + 2**-0.5))
+    assert seen[4] == pytest.approx(0.002)
+    assert seen[8] == pytest.approx(0.0, abs=1e-12)
+    assert all(a > b for a, b in zip(seen, seen[1:], strict=False))
+    task._trainer = SimpleNamespace(estimated_stepping_batches=float("inf"), world_size=1)
+    with pytest.raises(ConfigError, match="cosine schedule needs a finite run"):
+        task.configure_optimizers()
+    with pytest.raises(ConfigError, match="model.lr_schedule"):
+        ChangeTask(lr_schedule="step")
+
+
 def test_fit_records_metrics_and_checkpoint_metadata(windows, tmp_path):
     out, truth = windows
     run = tmp_path / "run"

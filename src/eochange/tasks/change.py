@@ -23,9 +23,11 @@ from eochange.errors import ConfigError, DataError
 from eochange.losses import tanimoto_complement_loss
 from eochange.models import create
 from eochange.tasks.common import EOChangeTask, log_train_loss
+from eochange.tasks.schedules import cosine, stepwise
 
 REDUCTIONS = ("batch", "sample")
 OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class ChangeTask(EOChangeTask):
@@ -41,6 +43,9 @@ class ChangeTask(EOChangeTask):
         weight_decay: Weight decay (0).
         optimizer: ``sgd`` (upstream: SGD with ``momentum``) or ``adam`` (Adam, default
             betas; converges in far fewer steps, for short runs such as the demo).
+        lr_schedule: ``constant`` (upstream) or ``cosine`` (decay to 0 over the run's
+            steps, per step: a short run ends on a settled model instead of wherever the
+            last noisy steps left it).
         loss_reduction: ``batch`` (upstream baseline: sums over the whole batch) or
             ``sample`` (per-sample loss, then the mean: the transfer-learning variant).
         border: Pixels excluded on each side by the loss (1).
@@ -65,6 +70,7 @@ class ChangeTask(EOChangeTask):
         momentum: float = 0.8,
         weight_decay: float = 0.0,
         optimizer: str = "sgd",
+        lr_schedule: str = "constant",
         loss_reduction: str = "batch",
         border: int = 1,
         threshold: float = 0.5,
@@ -80,6 +86,9 @@ class ChangeTask(EOChangeTask):
                               f"got {loss_reduction!r}")  # fmt: skip
         if optimizer not in OPTIMIZERS:
             raise ConfigError(f"model.optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"model.lr_schedule: expected one of {LR_SCHEDULES}, got "
+                              f"{lr_schedule!r}")  # fmt: skip
         if num_classes != 1:
             raise ConfigError(f"model.num_classes: change regression has 1 output, got "
                               f"{num_classes}")  # fmt: skip
@@ -109,14 +118,19 @@ class ChangeTask(EOChangeTask):
         log_train_loss(self, loss, len(pred))
         return loss
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """SGD with momentum (upstream) or Adam, constant learning rate."""
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        """SGD with momentum (upstream) or Adam; constant (upstream) or cosine schedule."""
         h = self.hparams
+        lr, decay = self.learning_rate(), h.weight_decay
+        optimizer: torch.optim.Optimizer
         if h.get("optimizer", "sgd") == "adam":
-            return torch.optim.Adam(self.parameters(), lr=self.learning_rate(),
-                                    weight_decay=h.weight_decay)  # fmt: skip
-        return torch.optim.SGD(self.parameters(), lr=self.learning_rate(),
-                               momentum=h.momentum, weight_decay=h.weight_decay)  # fmt: skip
+            optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=decay)
+        else:
+            optimizer = torch.optim.SGD(self.parameters(), lr=lr, momentum=h.momentum,
+                                        weight_decay=decay)  # fmt: skip
+        if h.get("lr_schedule", "constant") == "cosine":
+            return stepwise(optimizer, self.trainer, cosine, "cosine schedule")
+        return optimizer
 
     def learning_rate(self) -> float:
         """``lr``, or ``base_lr`` x the processes of the run (upstream's Horovod rule)."""

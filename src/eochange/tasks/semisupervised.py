@@ -54,6 +54,7 @@ from eochange.tasks.cac_loss import (
     pick_negatives,
 )
 from eochange.tasks.common import log_train_loss
+from eochange.tasks.schedules import poly, run_steps, stepwise
 from eochange.tasks.segmentation import TemporalSegmentationTask
 
 CAC_MODEL_KWARGS: dict[str, Any] = {
@@ -180,18 +181,7 @@ class SemiSupervisedSegmentationTask(TemporalSegmentationTask):
              {"params": head, "lr": h.lr}],
             lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay,
         )  # fmt: skip
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total) or total < 1:
-            raise ConfigError(
-                "trainer: the poly schedule needs a finite run; set trainer.max_epochs or "
-                "trainer.max_steps"
-            )
-        power = h.poly_power
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: max(0.0, 1.0 - step / total) ** power
-        )
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}  # fmt: skip
+        return stepwise(optimizer, self.trainer, poly(h.poly_power), "poly schedule")
 
     def unsupervised_active(self) -> bool:
         """Whether this epoch trains the consistency (after the warm-up, weight > 0)."""
@@ -220,7 +210,7 @@ class SemiSupervisedSegmentationTask(TemporalSegmentationTask):
         h = self.hparams
         if h.ramp_up <= 0:
             return h.unsup_weight
-        length = h.ramp_up * self.trainer.estimated_stepping_batches
+        length = h.ramp_up * run_steps(self.trainer, "ramp-up")
         return h.unsup_weight * sigmoid_ramp(self.global_step, length)
 
     def consistency(self, unlabelled: dict[str, Any]) -> torch.Tensor:
