@@ -54,10 +54,15 @@ def _ers(name: str) -> str:
     return name
 
 
-def _keras_weights(era: str, seed: int = 0) -> list[list[np.ndarray]]:
-    """Random Keras-layout weights of the combined model, per weighted layer."""
+# Positions (in the combined order) of the weighted layers of each variant.
+POSITIONS = {"combined": list(range(8)), "sar": [1, 3, 5, 6, 7], "optical": [0, 2, 4, 5, 6, 7]}
+
+
+def _keras_weights(era: str, seed: int = 0, variant: str = "combined") -> list[list[np.ndarray]]:
+    """Random Keras-layout weights of a model, per weighted layer (in load order)."""
     rng = np.random.default_rng(seed)
     n_sar, n_opt, f_sar, f_opt = WIDTHS[era]
+    fused = {"combined": f_sar + f_opt, "sar": f_sar, "optical": f_opt}[variant]
 
     def kernel(kh: int, cin: int, cout: int) -> np.ndarray:
         bound = np.sqrt(3.0 / (kh * kh * cin))
@@ -74,16 +79,17 @@ def _keras_weights(era: str, seed: int = 0) -> list[list[np.ndarray]]:
         return [kernel(3, cin, 4 * filters), kernel(3, filters, 4 * filters), bias]
 
     head = [kernel(1, 8, 1), rng.normal(0, 0.2, 1).astype(np.float32)]
-    return [
+    layers = [
         conv(n_opt, f_opt),
         conv(n_sar, f_sar),
         conv(f_opt, f_opt),
         lstm(f_sar, f_sar),
         lstm(f_opt, f_opt),
-        conv(f_sar + f_opt, 8),
+        conv(fused, 8),
         conv(8, 8),
         head,
     ]
+    return [layers[k] for k in POSITIONS[variant]]
 
 
 def _weight_names(position: int, layer: str, shift: int) -> list[str]:
@@ -135,15 +141,29 @@ def _config(recurrent_dropout: float, channels: int) -> str:
 
 
 def write_h5(
-    path: Path, layout: str, weights: list[list[np.ndarray]], era: str = "s1s2", shift: int = 0
+    path: Path,
+    layout: str,
+    weights: list[list[np.ndarray]],
+    era: str = "s1s2",
+    shift: int = 0,
+    variant: str = "combined",
 ) -> Path:
-    """Write ``weights`` in a Keras 2 HDF5 layout: ``shipped``, ``weights_only`` or ``full``."""
+    """Write ``weights`` in a Keras 2 HDF5 layout: ``shipped``, ``weights_only`` or ``full``.
+
+    A single-branch ``variant`` (upstream's ablations) has the current layer names.
+    """
     shipped = layout == "shipped"
-    names = [shipped_name if shipped else current for _, shipped_name, current in LAYERS]
+    positions = POSITIONS[variant]
+    names = [LAYERS[k][1] if shipped else LAYERS[k][2] for k in positions]
     if era == "ers_ls5":
         names = [_ers(n) for n in names]
-    weighted = {name: (_weight_names(i, name, shift), weights[i]) for i, name in enumerate(names)}
-    if shipped:
+    weighted = {
+        name: (_weight_names(k, name, shift), weights[i])
+        for i, (k, name) in enumerate(zip(positions, names, strict=True))
+    }
+    if variant != "combined":
+        layer_names = ["input_1", "masking", "tf.expand_dims", *names, "reshape_ebbi"]
+    elif shipped:
         renames = dict(zip([n for _, n, _ in LAYERS], names, strict=True))
         layer_names = [renames.get(n, n) for n in SHIPPED_LAYER_NAMES]
     else:
@@ -213,9 +233,17 @@ def _conv_lstm(seq: np.ndarray, mask: np.ndarray, weights: list[np.ndarray]) -> 
 
 
 def keras_forward(
-    x: np.ndarray, weights: list[list[np.ndarray]], n_sar: int, mask: np.ndarray | None = None
+    x: np.ndarray,
+    weights: list[list[np.ndarray]],
+    n_sar: int,
+    mask: np.ndarray | None = None,
+    variant: str = "combined",
 ) -> np.ndarray:
-    """The Keras graph on channels-last ``x (B, T, H, W, C)``; ``mask`` None: Keras' rule."""
+    """The Keras graph on channels-last ``x (B, T, H, W, C)``; ``mask`` None: Keras' rule.
+
+    A single-branch ``variant`` takes only its branch's channels, as the ablation models.
+    """
+    by_position = dict(zip(POSITIONS[variant], weights, strict=True))
     x = x.astype(np.float64)
     masked = x * np.any(x != -1.0, axis=-1, keepdims=True)  # Masking(mask_value=-1)
     if mask is None:
@@ -228,13 +256,14 @@ def keras_forward(
             frames = _conv_bn_relu(frames, layer)
         return frames.reshape(batch, steps, height, width, -1)
 
-    sar = per_frame(masked[..., :n_sar], weights[1])
-    optical = per_frame(masked[..., n_sar:], weights[0], weights[2])
-    fused = np.concatenate(
-        [_conv_lstm(sar, mask, weights[3]), _conv_lstm(optical, mask, weights[4])], axis=-1
-    )
-    fused = _conv_bn_relu(_conv_bn_relu(fused, weights[5]), weights[6])
-    logits = _conv_same(fused, *(w.astype(np.float64) for w in weights[7]))
+    w = by_position
+    hidden = []
+    if 1 in w:  # the SAR branch: the first n_sar channels of the input
+        hidden.append(_conv_lstm(per_frame(masked[..., :n_sar], w[1]), mask, w[3]))
+    if 0 in w:  # the optical branch: the rest
+        hidden.append(_conv_lstm(per_frame(masked[..., n_sar:], w[0], w[2]), mask, w[4]))
+    fused = _conv_bn_relu(_conv_bn_relu(np.concatenate(hidden, axis=-1), w[5]), w[6])
+    logits = _conv_same(fused, *(a.astype(np.float64) for a in w[7]))
     return 1.0 / (1.0 + np.exp(-logits[..., 0]))
 
 
@@ -324,13 +353,50 @@ def test_other_architectures_are_refused(tmp_path) -> None:
     with h5py.File(fewer, "a") as file:  # drop the second fusion conv
         names = [n.decode() for n in file.attrs["layer_names"] if n != b"conv_concat_2_8_seq"]
         file.attrs["layer_names"] = _text(names)
-    with pytest.raises(DataError, match=r"fewer\.h5: 7 weighted layers .* has 8"):
+    with pytest.raises(DataError, match=r"fewer\.h5: 7 weighted layers .* have 8 \(combined\)"):
         from_keras_ercnn(fewer)
     wider = [list(layer) for layer in weights]
     wider[5][0] = np.zeros((3, 3, 36, 16), np.float32)
     path = write_h5(tmp_path / "wider.h5", "full", wider)
     with pytest.raises(DataError, match=r"wider\.h5: not an ERCNN-DRS 's1s2'.*layer 6 "):
         from_keras_ercnn(path, era="s1s2")
+
+
+@pytest.mark.parametrize(
+    ("variant", "era", "layout"),
+    [("sar", "s1s2", "weights_only"), ("optical", "s1s2", "full"),
+     ("sar", "ers_ls5", "full"), ("optical", "ers_ls5", "weights_only")],
+)  # fmt: skip
+def test_single_branch_ablations_match_their_keras_forward(tmp_path, variant, era, layout):
+    weights = _keras_weights(era, seed=5, variant=variant)
+    path = write_h5(tmp_path / f"{variant}.h5", layout, weights, era=era, variant=variant)
+    n_sar = WIDTHS[era][0]
+    x = _inputs(era)
+    branch = x[:, :, :n_sar] if variant == "sar" else x[:, :, n_sar:]
+    keras_x = branch.transpose(0, 1, 3, 4, 2)
+    for compat, mask in ((True, None), (False, PADDING_MASK)):
+        model = from_keras_ercnn(path, keras_compat=compat)  # era and variant from the shapes
+        assert (model.era, model.variant, model.training) == (era, variant, False)
+        expected = keras_forward(keras_x, weights, n_sar if variant == "sar" else 0, mask,
+                                 variant)  # fmt: skip
+        with torch.no_grad():
+            full = model(torch.from_numpy(x)).numpy()  # the era's layout, sliced by the model
+            own = model(torch.from_numpy(np.ascontiguousarray(branch))).numpy()
+        np.testing.assert_allclose(full, expected, rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(full, own)
+    if variant == "optical":  # the Keras rule reads the branch's channel 0 (B01 / TM B1)
+        masked = keras_x * np.any(keras_x != -1.0, axis=-1, keepdims=True)
+        assert np.array_equal(masked[:, :, 0, 0, 0] != 0, PADDING_MASK)
+    kernel = r"\(3, 3, 4, 10\)" if (variant, era) == ("sar", "s1s2") else ""
+    with pytest.raises(DataError, match=rf"holds ERCNN-DRS era '{era}' weights of the {variant} "
+                                        rf"model \(input conv kernels {kernel}.*not the "
+                                        r"combined model"):  # fmt: skip
+        from_keras_ercnn(path, variant="combined")
+    combined = write_h5(tmp_path / "combined.h5", "full", _keras_weights(era), era=era)
+    with pytest.raises(DataError, match=rf"weights of the combined model.*not the {variant}"):
+        from_keras_ercnn(combined, variant=variant)
+    with pytest.raises(ConfigError, match="variant"):
+        from_keras_ercnn(combined, variant="both")
 
 
 def test_bad_files_are_refused(tmp_path) -> None:
@@ -350,3 +416,17 @@ def test_bad_files_are_refused(tmp_path) -> None:
         del file["model_weights/conv_lstm_10_1/conv_lstm_10_1/recurrent_kernel:0"]
     with pytest.raises(DataError, match=r"cut\.h5: missing dataset conv_lstm_10_1/"):
         from_keras_ercnn(path)
+
+
+def test_training_starts_from_keras_weights_of_its_variant(tmp_path) -> None:
+    from eochange.tasks.change import ChangeTask
+
+    path = write_h5(tmp_path / "sar.h5", "weights_only", _keras_weights("s1s2", 2, "sar"),
+                    variant="sar")  # fmt: skip
+    task = ChangeTask(pretrained=str(path), model_kwargs={"variant": "sar"})
+    expected = from_keras_ercnn(path).state_dict()
+    state = task.model.state_dict()
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[k], v) for k, v in expected.items() if "num_batches" not in k)
+    with pytest.raises(DataError, match=r"sar\.h5: holds .* sar model .*not the combined model"):
+        ChangeTask(pretrained=str(path))

@@ -99,7 +99,7 @@ class ChangeTask(EOChangeTask):
                               f"{in_channels}")  # fmt: skip
         self.hparams.in_channels = channels
         if pretrained:
-            self.model.load_state_dict(load_pretrained(pretrained, era, model))
+            self.model.load_state_dict(load_pretrained(pretrained, era, model, self.model))
         self._sums: dict[str, torch.Tensor] = {}
 
     def forward(self, image: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -238,17 +238,28 @@ def histogram_auc(positive: torch.Tensor, negative: torch.Tensor) -> float:
     return float((positive * (below + 0.5 * negative)).sum() / (n_pos * n_neg))
 
 
-def load_pretrained(path: str | Path, era: str, model: str) -> dict[str, torch.Tensor]:
+def load_pretrained(
+    path: str | Path, era: str, model: str, target: torch.nn.Module | None = None
+) -> dict[str, torch.Tensor]:
     """The state dict of pretrained ERCNN-DRS weights (Keras HDF5 or eochange checkpoint).
+
+    Args:
+        path: Keras weights (``.h5``/``.hdf5``) or an eochange change checkpoint.
+        era: The era configured.
+        model: The model name configured.
+        target: The model the weights are for: Keras weights must be of its variant
+            (combined, SAR-only or optical-only).
 
     Raises:
         ConfigError: A checkpoint of another task, model or era.
+        DataError: Keras weights of another era or variant.
     """
     path = Path(path)
     if path.suffix.lower() in (".h5", ".hdf5"):
         from eochange.models import from_keras_ercnn
 
-        return from_keras_ercnn(path, era=era).state_dict()
+        variant = getattr(target, "variant", "combined")
+        return from_keras_ercnn(path, era=era, variant=variant).state_dict()
     from eochange.models.upstream.common import check_finite, read_checkpoint
     from eochange.tasks.common import check_checkpoint
 

@@ -156,7 +156,7 @@ class TransferTask(ChangeTask):
             return
         hp = self.hparams
         frozen = create(hp.model, **{**(hp.model_kwargs or {}), "era": hp.era})
-        frozen.load_state_dict(load_pretrained(hp.pretrained, hp.era, hp.model))
+        frozen.load_state_dict(load_pretrained(hp.pretrained, hp.era, hp.model, frozen))
         dtype = next(self.model.parameters()).dtype  # as the trainer's precision set it
         self._frozen = [frozen.to(self.device, dtype).eval().requires_grad_(False)]
 

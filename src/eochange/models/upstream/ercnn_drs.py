@@ -8,6 +8,10 @@ Three Keras 2 layouts are read, with h5py only (no TensorFlow):
 - ``model.save_weights("x.h5")`` of the current ``model.py``: one group per layer at the root;
 - ``model.save("x.h5")`` of the current ``model.py``: as the shipped file, current names.
 
+The current ``model.py`` also builds the single-branch ablations (SAR-only: 5 weighted
+layers, optical-only: 6); their files are read the same way into ``variant="sar"`` /
+``"optical"`` models, recognised from the weight shapes.
+
 The eight weighted layers are matched **by order** (the ``layer_names`` attribute, then each
 layer's ``weight_names``), as Keras' ``load_weights`` does by topology, never by name: the
 names differ between the files and Keras' automatic suffixes (``conv2d_3`` ...) depend on
@@ -32,7 +36,7 @@ import numpy as np
 import torch
 
 from eochange.errors import ConfigError, DataError
-from eochange.models.ercnn_drs import ERAS, ERCNNDRS, FUSION_FILTERS, EraWidths
+from eochange.models.ercnn_drs import ERAS, ERCNNDRS, FUSION_FILTERS, VARIANTS, EraWidths
 from eochange.models.upstream.common import check_finite
 
 LAYER_ORDER = (
@@ -45,13 +49,35 @@ LAYER_ORDER = (
     ("conv_concat_2", "conv"),
     ("conv_sigmoid", "head"),
 )
-"""The weighted Keras layers in load order: (our module, kind)."""
+"""The weighted Keras layers of the combined model in load order: (our module, kind)."""
+
+BRANCH_MODULES = {
+    "combined": ("conv_sar", "convlstm_sar", "conv_opt_1", "conv_opt_2", "convlstm_opt"),
+    "sar": ("conv_sar", "convlstm_sar"),
+    "optical": ("conv_opt_1", "conv_opt_2", "convlstm_opt"),
+}
+"""The branch modules of each variant."""
+FUSION_MODULES = ("conv_concat_1", "conv_concat_2", "conv_sigmoid")
+"""The fusion head, in every variant."""
 
 KerasShapes = list[list[tuple[int, ...]]]
 
 
-def keras_shapes(widths: EraWidths) -> KerasShapes:
-    """The Keras weight shapes of the combined model, per weighted layer in load order.
+def layer_order(variant: str = "combined") -> tuple[tuple[str, str], ...]:
+    """The weighted Keras layers of ``variant`` in load order: (our module, kind).
+
+    Upstream's ablation models (``model.py`` flags) are the combined graph without the
+    other branch, so their weighted layers keep the combined order: SAR conv, SAR
+    ConvLSTM or OPT conv 1, OPT conv 2, OPT ConvLSTM; then the fusion head.
+    """
+    if variant not in BRANCH_MODULES:
+        raise ConfigError(f"variant: expected one of {VARIANTS} or None, got {variant!r}")
+    keep = BRANCH_MODULES[variant] + FUSION_MODULES
+    return tuple((module, kind) for module, kind in LAYER_ORDER if module in keep)
+
+
+def keras_shapes(widths: EraWidths, variant: str = "combined") -> KerasShapes:
+    """The Keras weight shapes of a model, per weighted layer in load order.
 
     A conv block stores kernel ``(3, 3, in, out)``, bias, BN gamma, beta, moving mean and
     variance; a ConvLSTM kernel ``(3, 3, in, 4F)``, recurrent kernel ``(3, 3, F, 4F)``, bias
@@ -64,17 +90,21 @@ def keras_shapes(widths: EraWidths) -> KerasShapes:
     def lstm(cin: int, filters: int) -> list[tuple[int, ...]]:
         return [(3, 3, cin, 4 * filters), (3, 3, filters, 4 * filters), (4 * filters,)]
 
+    order = layer_order(variant)
     sar, opt = widths.sar_filters, widths.optical_filters
-    return [
-        conv(widths.optical_channels, opt),
-        conv(widths.sar_channels, sar),
-        conv(opt, opt),
-        lstm(sar, sar),
-        lstm(opt, opt),
-        conv(sar + opt, FUSION_FILTERS),
-        conv(FUSION_FILTERS, FUSION_FILTERS),
-        [(1, 1, FUSION_FILTERS, 1), (1,)],
-    ]
+    modules = {name for name, _ in order}
+    fused = sar * ("conv_sar" in modules) + opt * ("conv_opt_1" in modules)
+    shapes = {
+        "conv_opt_1": conv(widths.optical_channels, opt),
+        "conv_sar": conv(widths.sar_channels, sar),
+        "conv_opt_2": conv(opt, opt),
+        "convlstm_sar": lstm(sar, sar),
+        "convlstm_opt": lstm(opt, opt),
+        "conv_concat_1": conv(fused, FUSION_FILTERS),
+        "conv_concat_2": conv(FUSION_FILTERS, FUSION_FILTERS),
+        "conv_sigmoid": [(1, 1, FUSION_FILTERS, 1), (1,)],
+    }
+    return [shapes[name] for name, _ in order]
 
 
 def _text_list(group: Any, name: str) -> list[str] | None:
@@ -196,29 +226,46 @@ def _first_mismatch(layers: list[tuple[str, list[np.ndarray]]], expected: KerasS
     return ""
 
 
-def _infer_era(layers: list[tuple[str, list[np.ndarray]]], era: str | None, source: str) -> str:
-    names = [name for name, _ in layers]
-    if len(layers) != len(LAYER_ORDER):
-        raise DataError(
-            f"{source}: {len(layers)} weighted layers ({', '.join(names)}), but the ERCNN-DRS "
-            f"combined model has {len(LAYER_ORDER)}: not an ERCNN-DRS weights file"
-        )
-    found = [[a.shape for a in arrays] for _, arrays in layers]
-    matches = [name for name, widths in ERAS.items() if keras_shapes(widths) == found]
+def _infer_model(
+    layers: list[tuple[str, list[np.ndarray]]], era: str | None, variant: str | None, source: str
+) -> tuple[str, str]:
+    # (era, variant) of the weights, checked against the ones asked for (None: any).
     if era is not None and era not in ERAS:
         raise ConfigError(f"era: expected one of {tuple(ERAS)} or None, got {era!r}")
-    if matches and (era is None or era in matches):
-        return era or matches[0]
+    if variant is not None and variant not in VARIANTS:
+        raise ConfigError(f"variant: expected one of {VARIANTS} or None, got {variant!r}")
+    counts = {v: len(layer_order(v)) for v in VARIANTS}
+    by_count = {n: v for v, n in counts.items()}
+    if len(layers) not in by_count:
+        names = ", ".join(name for name, _ in layers)
+        known = ", ".join(f"{n} ({v})" for v, n in counts.items())
+        raise DataError(f"{source}: {len(layers)} weighted layers ({names}), but ERCNN-DRS "
+                        f"models have {known}: not an ERCNN-DRS weights file")  # fmt: skip
+    found = [[a.shape for a in arrays] for _, arrays in layers]
+    matches = [(e, v) for e, widths in ERAS.items() for v in VARIANTS
+               if keras_shapes(widths, v) == found]  # fmt: skip
+    for e, v in matches:
+        if era in (None, e) and variant in (None, v):
+            return e, v
     if matches:
-        sar_kernel = layers[1][1][0].shape
-        raise DataError(
-            f"{source}: holds ERCNN-DRS era {matches[0]!r} weights (SAR conv kernel "
-            f"{sar_kernel}), not {era!r}; pass era={matches[0]!r} or era=None"
-        )
-    target = era or "s1s2"
+        e, v = matches[0]
+        kernels = ", ".join(str(arrays[0].shape) for (module, _), (_, arrays)
+                            in zip(layer_order(v), layers, strict=True)
+                            if module in ("conv_sar", "conv_opt_1"))  # fmt: skip
+        asked = [repr(era)] if era not in (None, e) else []
+        asked += [f"the {variant} model"] if variant not in (None, v) else []
+        raise DataError(f"{source}: holds ERCNN-DRS era {e!r} weights of the {v} model (input "
+                        f"conv kernels {kernels}), not {' '.join(asked)}; pass era={e!r} and "
+                        f"variant={v!r}, or None")  # fmt: skip
+    target_era = era or "s1s2"
+    target = by_count[len(layers)] if variant is None else variant
+    if counts[target] != len(layers):
+        raise DataError(f"{source}: {len(layers)} weighted layers, but the ERCNN-DRS {target} "
+                        f"model has {counts[target]}")  # fmt: skip
+    model = "" if target == "combined" else f" {target}"
     raise DataError(
-        f"{source}: not an ERCNN-DRS {target!r} weights file: "
-        f"{_first_mismatch(layers, keras_shapes(ERAS[target]))}"
+        f"{source}: not an ERCNN-DRS {target_era!r}{model} weights file: "
+        f"{_first_mismatch(layers, keras_shapes(ERAS[target_era], target))}"
     )
 
 
@@ -236,7 +283,7 @@ def keras_state_dict(
     as they are; BatchNorm's ``num_batches_tracked`` keeps the model's value.
     """
     state = model.state_dict()
-    for (module, kind), (_, arrays) in zip(LAYER_ORDER, layers, strict=True):
+    for (module, kind), (_, arrays) in zip(layer_order(model.variant), layers, strict=True):
         if kind == "conv":
             kernel, bias, gamma, beta, mean, variance = arrays
             state[f"{module}.conv.weight"] = _conv(kernel)
@@ -262,12 +309,14 @@ def from_keras_ercnn(
     era: str | None = None,
     keras_compat: bool = False,
     recurrent_dropout: float | None = None,
+    variant: str | None = None,
 ) -> ERCNNDRS:
-    """An ERCNN-DRS combined model with the weights of a Keras HDF5 file.
+    """An ERCNN-DRS model with the weights of a Keras HDF5 file.
 
     Args:
         h5_path: The shipped ``best_weights_ercnn_drs.hdf5`` or a file saved (``save`` or
-            ``save_weights``, HDF5) from the current upstream ``model.py``.
+            ``save_weights``, HDF5) from the current upstream ``model.py``, combined or
+            one of its single-branch ablations.
         era: ``s1s2`` or ``ers_ls5``; None: from the weight shapes. A wrong era is refused
             with the file's era named.
         keras_compat: Upstream step rule (channel 0 at pixel (0, 0); see
@@ -275,23 +324,28 @@ def from_keras_ercnn(
         recurrent_dropout: For fine-tuning; None: the value in the file's model config
             (full-model files: 0 in the shipped S1/S2 file, 0.4 in the ERS/LS5 one), else
             0.4 as the current ``model.py``.
+        variant: ``combined``, ``sar`` or ``optical`` (upstream's ablations); None: from
+            the weights. A wrong variant is refused with the file's variant named.
 
     Returns:
-        The model in eval mode, taking 17 (``s1s2``) or 9 (``ers_ls5``) channels:
+        The model in eval mode, taking 17 (``s1s2``) or 9 (``ers_ls5``) channels (a
+        single-branch model also takes only its branch's: 4 or 13, 2 or 7):
         ``model(x, valid) -> (B, H, W)``.
 
     Raises:
-        ConfigError: Unknown era.
+        ConfigError: Unknown era or variant.
         DataError: Missing or non-HDF5 file, not a Keras 2 layout, missing datasets, weights
-            of another architecture (weighted-layer count or shapes) or of the other era.
+            of another architecture (weighted-layer count or shapes), of the other era or
+            of another variant.
     """
     source = str(h5_path)
     layers, config = read_keras_weights(h5_path)
-    era = _infer_era(layers, era, source)
+    era, variant = _infer_model(layers, era, variant, source)
     if recurrent_dropout is None:
         recurrent_dropout = _config_recurrent_dropout(config)
     model = ERCNNDRS(
         era=era,
+        variant=variant,
         keras_compat=keras_compat,
         recurrent_dropout=0.4 if recurrent_dropout is None else recurrent_dropout,
     )
